@@ -1,0 +1,1 @@
+"""Simulated field devices that speak the real protocols (Modbus, MQTT)."""

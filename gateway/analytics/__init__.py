@@ -1,0 +1,1 @@
+"""Streaming analytics: numba kernels over batch columns, and the detectors that wrap them."""
