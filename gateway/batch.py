@@ -166,3 +166,28 @@ class FixQuality(enum.IntEnum):
     FIX_2D = 2
     FIX_3D = 3
     DEAD_RECKONING = 6
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class AggregateBatch(_Columnar):
+    """Per-stream aggregates over fixed intervals (1 minute by default)."""
+
+    ts: NDArray[np.int64]  # ns UTC, start of the interval
+    stream: NDArray[np.int32]
+    count: NDArray[np.int32]  # good samples in the interval
+    min: NDArray[np.float64]
+    max: NDArray[np.float64]
+    mean: NDArray[np.float64]
+    sum: NDArray[np.float64]
+    last: NDArray[np.float64]
+
+    DTYPES: ClassVar[dict[str, np.dtype[Any]]] = {
+        "ts": np.dtype(np.int64),
+        "stream": np.dtype(np.int32),
+        "count": np.dtype(np.int32),
+        "min": np.dtype(np.float64),
+        "max": np.dtype(np.float64),
+        "mean": np.dtype(np.float64),
+        "sum": np.dtype(np.float64),
+        "last": np.dtype(np.float64),
+    }

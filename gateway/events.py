@@ -140,3 +140,20 @@ class Event:
             "message": self.message,
             "data": dict(self.data),
         }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reject:
+    """An input refused at the door, kept for inspection with the reason."""
+
+    ts: int  # ns UTC, when it was received
+    source: str  # the driver and channel, e.g. 'mqtt:pmpml/v1/MH12-KQ-4321/pvt'
+    reason: str  # a short stable code: bad_json, wrong_type, spoofed_vehicle, bad_checksum...
+    detail: str = ""  # the human explanation
+    payload: bytes = b""  # the raw input, truncated to MAX_PAYLOAD
+
+    MAX_PAYLOAD = 4096
+
+    def __post_init__(self) -> None:
+        if len(self.payload) > self.MAX_PAYLOAD:
+            object.__setattr__(self, "payload", self.payload[: self.MAX_PAYLOAD])

@@ -94,6 +94,7 @@ class StreamRegistry:
     def __init__(self) -> None:
         self._interner = Interner()
         self._info: list[StreamInfo] = []
+        self.vehicles = Interner()  # ids for FixBatch.vehicle
 
     def register(self, name: str, unit: str = "", kind: str = "") -> int:
         asset, _ = split_stream_name(name)

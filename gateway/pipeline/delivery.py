@@ -1,0 +1,127 @@
+"""Delivery: move bundles from a queue into one sink, retrying with backoff.
+
+    sources --put--> BundleQueue --take (size/time)--> Delivery --write--> Sink
+                         ^                                 |
+                         +------ backpressure -------------+ (sink down: queue fills, put waits)
+
+A bundle leaves the queue for the sink and is retried until the sink accepts
+it. While the sink is down the queue fills to its byte bound and sources wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+
+from gateway.bundle import Bundle
+from gateway.logs import get_logger
+from gateway.pipeline.queue import BundleQueue
+from gateway.sinks.base import Sink, SinkRejected, SinkUnavailable
+
+log = get_logger("gateway.delivery")
+
+
+@dataclasses.dataclass(slots=True)
+class DeliveryStats:
+    rows_written: int = 0
+    bundles_written: int = 0
+    write_failures: int = 0
+    rows_rejected: int = 0
+    rows_abandoned: int = 0  # still undelivered when the shutdown deadline passed
+    up: bool = True
+    last_error: str = ""
+    last_write_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Backoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2  # +/- share of the delay, so restarts do not synchronise
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.maximum, self.initial * self.factor ** max(0, attempt))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+class Delivery:
+    def __init__(
+        self,
+        sink: Sink,
+        queue: BundleQueue,
+        *,
+        max_rows: int = 50_000,
+        max_wait: float = 1.0,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.sink = sink
+        self.queue = queue
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self.backoff = backoff
+        self.stats = DeliveryStats()
+        self._drain_deadline: float | None = None
+
+    def stop(self, drain_timeout: float) -> None:
+        """Give pending writes `drain_timeout` seconds after the queue closes."""
+        self._drain_deadline = time.monotonic() + drain_timeout
+
+    async def run(self) -> None:
+        while True:
+            bundle = await self.queue.take(self.max_rows, self.max_wait)
+            if bundle is None:
+                return
+            if not await self._deliver(bundle):
+                self._abandon(bundle)
+                return
+
+    def _abandon(self, first: Bundle) -> None:
+        abandoned = len(first) + self.queue.rows
+        self.stats.rows_abandoned += abandoned
+        log.error(
+            "delivery.abandoned",
+            sink=self.sink.name,
+            rows=abandoned,
+            reason="sink still unavailable at the shutdown deadline",
+        )
+
+    async def _deliver(self, bundle: Bundle) -> bool:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.sink.write(bundle)
+            except SinkUnavailable as err:
+                self.stats.write_failures += 1
+                self.stats.last_error = str(err)
+                if self.stats.up:
+                    self.stats.up = False
+                    log.warning("sink.down", sink=self.sink.name, error=str(err))
+                if self._past_deadline():
+                    return False
+                await asyncio.sleep(self._next_delay(attempt))
+                attempt += 1
+                continue
+            except SinkRejected as err:
+                self.stats.rows_rejected += len(bundle)
+                log.error("sink.rejected", sink=self.sink.name, rows=len(bundle), error=str(err))
+                return True
+            self.stats.last_write_s = time.perf_counter() - started
+            self.stats.rows_written += len(bundle)
+            self.stats.bundles_written += 1
+            if not self.stats.up:
+                self.stats.up = True
+                log.info("sink.up", sink=self.sink.name, after_attempts=attempt + 1)
+            return True
+
+    def _past_deadline(self) -> bool:
+        return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
+
+    def _next_delay(self, attempt: int) -> float:
+        delay = self.backoff.delay(attempt)
+        if self._drain_deadline is not None:
+            delay = max(0.0, min(delay, self._drain_deadline - time.monotonic()))
+        return delay

@@ -1,0 +1,96 @@
+"""A FIFO of bundles bounded in bytes, with backpressure.
+
+`put` waits while the queue holds more than `max_bytes`, so a source that
+outruns its sink slows down instead of growing memory without bound. One
+bundle larger than the whole bound is still accepted into an empty queue,
+so nothing can deadlock on size alone.
+
+This in-memory queue is the seam where the durable outbox (issue 5) goes:
+the delivery loop only needs `put`, `take` and `close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from gateway.bundle import Bundle
+
+
+class QueueClosed(Exception):
+    """Raised by `put` after `close`: the pipeline is shutting down."""
+
+
+class BundleQueue:
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.max_bytes = max_bytes
+        self._items: collections.deque[Bundle] = collections.deque()
+        self._bytes = 0
+        self._rows = 0
+        self._closed = False
+        self._changed = asyncio.Condition()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, bundle: Bundle) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._closed or not self._items or self._bytes < self.max_bytes
+            )
+            if self._closed:
+                raise QueueClosed("the pipeline is shutting down")
+            self._items.append(bundle)
+            self._bytes += bundle.nbytes
+            self._rows += len(bundle)
+            self._changed.notify_all()
+
+    async def take(self, max_rows: int, max_wait: float) -> Bundle | None:
+        """Merge queued bundles up to `max_rows` rows.
+
+        Waits for the first bundle, then up to `max_wait` seconds for more
+        until `max_rows` is reached. Returns None once closed and empty.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or bool(self._items))
+            deadline = loop.time() + max_wait
+            while not self._closed and self._rows < max_rows:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    break
+            if not self._items:
+                return None
+            taken: list[Bundle] = []
+            rows = 0
+            while self._items and (not taken or rows + len(self._items[0]) <= max_rows):
+                bundle = self._items.popleft()
+                taken.append(bundle)
+                rows += len(bundle)
+                self._bytes -= bundle.nbytes
+                self._rows -= len(bundle)
+            self._changed.notify_all()
+            return Bundle.merge(taken)
+
+    async def close(self) -> None:
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()

@@ -1,0 +1,168 @@
+"""The runtime: one asyncio loop, one TaskGroup, sources in, sinks out.
+
+    Source.run(emit) --+                                 +--> Delivery --> Sink (PostgreSQL)
+    Source.run(emit) --+--> stages (analytics) --emit--> +--> Delivery --> Sink (SQLite, MQTT...)
+    Source.run(emit) --+        (in order)               one BundleQueue per sink
+
+Each source runs under a supervisor that restarts it with backoff when it
+fails, while the others keep running. On stop (SIGTERM, SIGINT or the stop
+event) the sources are cancelled, the queues are closed and drained into the
+sinks, the sinks are closed, and `run` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from gateway.bundle import Bundle
+from gateway.logs import get_logger
+from gateway.pipeline.delivery import Backoff, Delivery
+from gateway.pipeline.queue import BundleQueue, QueueClosed
+from gateway.sinks.base import Sink
+
+log = get_logger("gateway.runtime")
+
+Emit = Callable[[Bundle], Awaitable[None]]
+
+
+class Source(Protocol):
+    """An input: runs until cancelled, emitting bundles. Raising restarts it."""
+
+    name: str
+
+    async def run(self, emit: Emit) -> None: ...
+
+
+class Stage(Protocol):
+    """A synchronous step between sources and sinks (the analytics detectors).
+    It returns the bundle to pass on, usually with aggregates or alerts added."""
+
+    def process(self, bundle: Bundle) -> Bundle: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    queue_max_bytes: int = 64 * 1024 * 1024
+    batch_max_rows: int = 50_000
+    batch_max_seconds: float = 1.0
+    drain_timeout: float = 10.0
+    restart_backoff: Backoff = dataclasses.field(
+        default_factory=lambda: Backoff(initial=1.0, maximum=60.0)
+    )
+    healthy_after: float = 30.0  # a source that ran this long restarts from the initial delay
+
+
+@dataclasses.dataclass(slots=True)
+class SourceStats:
+    restarts: int = 0
+    last_error: str = ""
+
+
+class Runtime:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        sinks: Sequence[Sink],
+        stages: Sequence[Stage] = (),
+        settings: RuntimeSettings = RuntimeSettings(),
+    ) -> None:
+        if not sinks:
+            raise ValueError("the runtime needs at least one sink")
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        self.stages = list(stages)
+        self.settings = settings
+        self.deliveries = [
+            Delivery(
+                sink,
+                BundleQueue(settings.queue_max_bytes),
+                max_rows=settings.batch_max_rows,
+                max_wait=settings.batch_max_seconds,
+            )
+            for sink in sinks
+        ]
+        self.source_stats = {s.name: SourceStats() for s in sources}
+        self.rows_emitted = 0
+
+    async def emit(self, bundle: Bundle) -> None:
+        for stage in self.stages:
+            bundle = stage.process(bundle)
+        if not len(bundle):
+            return
+        self.rows_emitted += len(bundle.readings)
+        for delivery in self.deliveries:
+            await delivery.queue.put(bundle)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for sink in self.sinks:
+            await sink.open()
+        log.info(
+            "runtime.start",
+            sources=",".join(s.name for s in self.sources),
+            sinks=",".join(s.name for s in self.sinks),
+        )
+        async with asyncio.TaskGroup() as tg:
+            for delivery in self.deliveries:
+                tg.create_task(delivery.run(), name=f"delivery:{delivery.sink.name}")
+            supervised = [
+                tg.create_task(self._supervise(source), name=f"source:{source.name}")
+                for source in self.sources
+            ]
+            await stop.wait()
+            log.info("runtime.stopping", queued_rows=sum(d.queue.rows for d in self.deliveries))
+            for task in supervised:
+                task.cancel()
+            await asyncio.gather(*supervised, return_exceptions=True)
+            for delivery in self.deliveries:
+                delivery.stop(self.settings.drain_timeout)
+                await delivery.queue.close()
+        for sink in self.sinks:
+            await sink.close()
+        log.info(
+            "runtime.stopped",
+            rows_written=sum(d.stats.rows_written for d in self.deliveries),
+            rows_abandoned=sum(d.stats.rows_abandoned for d in self.deliveries),
+        )
+
+    async def _supervise(self, source: Source) -> None:
+        stats = self.source_stats[source.name]
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await source.run(self.emit)
+            except QueueClosed:
+                return
+            except Exception as err:  # the one supervisor: one failed source must not stop the rest
+                if time.monotonic() - started >= self.settings.healthy_after:
+                    attempt = 0
+                delay = self.settings.restart_backoff.delay(attempt)
+                attempt += 1
+                stats.restarts += 1
+                stats.last_error = f"{type(err).__name__}: {err}"
+                log.error(
+                    "source.failed",
+                    source=source.name,
+                    error=stats.last_error,
+                    restart_in_s=round(delay, 2),
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+            else:
+                log.info("source.finished", source=source.name)
+                return
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set `stop` on SIGTERM or SIGINT, so the runtime drains and exits 0."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
