@@ -68,8 +68,10 @@ def _describe(tp: Any) -> str:
 
 
 def _example(name: str, tp: Any, default: Any) -> str:
-    if default is not dataclasses.MISSING and default is not None and not isinstance(
-        default, list | tuple | dict
+    if (
+        default is not dataclasses.MISSING
+        and default is not None
+        and not isinstance(default, list | tuple | dict)
     ):
         value = default
     elif tp is bool:
@@ -196,12 +198,17 @@ def _value(tp: Any, raw: Any, file: str, path: str, *, name: str, default: Any) 
         if not isinstance(raw, list):
             raise wrong()
         item = args[0]
-        items = [_value(item, v, file, f"{path}[{i}]", name=name, default=None) for i, v in enumerate(raw)]
+        items = [
+            _value(item, v, file, f"{path}[{i}]", name=name, default=None)
+            for i, v in enumerate(raw)
+        ]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping):
         if not isinstance(raw, dict):
             raise wrong()
-        return {k: _value(args[1], v, file, f"{path}.{k}", name=k, default=None) for k, v in raw.items()}
+        return {
+            k: _value(args[1], v, file, f"{path}.{k}", name=k, default=None) for k, v in raw.items()
+        }
     if tp is Any:
         return raw
     raise TypeError(f"unsupported settings type {tp!r} at {path}")
