@@ -73,8 +73,11 @@ def test_bundle_merges_every_part() -> None:
     event = Event(ts=1, asset="dma-01/inlet", kind="tamper")
     reject = Reject(ts=1, source="mqtt:x", reason="bad_json", payload=b"x" * 10_000)
     merged = Bundle.merge(
-        [Bundle(readings=batch(3), alerts=(alert,)), Bundle(readings=batch(2), events=(event,))]
-        + [Bundle(rejects=(reject,))]
+        [
+            Bundle(readings=batch(3), alerts=(alert,)),
+            Bundle(readings=batch(2), events=(event,)),
+            Bundle(rejects=(reject,)),
+        ]
     )
     assert len(merged.readings) == 5
     assert merged.alerts == (alert,) and merged.events == (event,)

@@ -47,7 +47,7 @@ def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, key: str, fix: 
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="copy config/gateway.example.toml"):
+    with pytest.raises(ConfigError, match=r"copy config/gateway\.example\.toml"):
         load_settings(tmp_path / "nope.toml")
 
 

@@ -1,0 +1,131 @@
+import asyncio
+import dataclasses
+
+import numpy as np
+
+from gateway.batch import ReadingBatch
+from gateway.bundle import Bundle
+from gateway.pipeline.delivery import Backoff
+from gateway.runtime import Emit, Runtime, RuntimeSettings
+from gateway.sinks.base import SinkUnavailable
+
+FAST = RuntimeSettings(
+    batch_max_seconds=0.01,
+    drain_timeout=1.0,
+    restart_backoff=Backoff(initial=0.01, maximum=0.05),
+)
+
+
+@dataclasses.dataclass
+class CountingSource:
+    """Emits one reading per tick, numbered, so loss and duplicates show."""
+
+    name: str
+    stream: int
+    fail_first: int = 0
+    tick: float = 0.005
+    runs: int = 0
+    next_ts: int = 0
+
+    async def run(self, emit: Emit) -> None:
+        self.runs += 1
+        if self.runs <= self.fail_first:
+            raise ConnectionError(f"{self.name} failed (run {self.runs})")
+        while True:
+            batch = ReadingBatch.of([self.next_ts], [self.stream], [float(self.next_ts)])
+            await emit(Bundle(readings=batch))
+            self.next_ts += 1
+            await asyncio.sleep(self.tick)
+
+
+@dataclasses.dataclass
+class RecordingSink:
+    name: str = "recording"
+    down: bool = False
+    opened: bool = False
+    closed: bool = False
+    ts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+    async def open(self) -> None:
+        self.opened = True
+
+    async def write(self, bundle: Bundle) -> None:
+        if self.down:
+            raise SinkUnavailable("connection refused")
+        r = bundle.readings
+        self.ts.extend(zip(r.stream.tolist(), r.ts.tolist(), strict=True))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def run_for(runtime: Runtime, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(task, 5.0)
+
+
+async def test_failed_source_is_restarted_while_others_keep_running() -> None:
+    flaky = CountingSource("flaky", stream=0, fail_first=3)
+    steady = CountingSource("steady", stream=1)
+    sink = RecordingSink()
+    runtime = Runtime([flaky, steady], [sink], settings=FAST)
+    await run_for(runtime, 0.5)
+    assert flaky.runs == 4
+    assert runtime.source_stats["flaky"].restarts == 3
+    assert "ConnectionError" in runtime.source_stats["flaky"].last_error
+    steady_ts = [ts for stream, ts in sink.ts if stream == 1]
+    assert steady_ts == list(range(steady.next_ts)), "steady lost nothing while flaky restarted"
+    assert [ts for stream, ts in sink.ts if stream == 0] == list(range(flaky.next_ts))
+    assert sink.opened and sink.closed
+
+
+async def test_unreachable_sink_holds_readings_in_memory_then_delivers() -> None:
+    source = CountingSource("meter", stream=0)
+    sink = RecordingSink(down=True)
+    settings = dataclasses.replace(
+        FAST, restart_backoff=Backoff(initial=0.01, maximum=0.02), drain_timeout=3.0
+    )
+    runtime = Runtime([source], [sink], settings=settings)
+    runtime.deliveries[0].backoff = Backoff(initial=0.01, maximum=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await asyncio.sleep(0.3)
+    assert sink.ts == []
+    assert runtime.deliveries[0].stats.up is False
+    assert runtime.deliveries[0].queue.rows > 0
+    sink.down = False
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 5.0)
+    assert [ts for _, ts in sink.ts] == list(range(source.next_ts))
+    assert runtime.deliveries[0].stats.up is True
+    assert runtime.deliveries[0].stats.rows_abandoned == 0
+
+
+async def test_full_queue_pushes_back_on_the_source() -> None:
+    source = CountingSource("meter", stream=0, tick=0.0)
+    sink = RecordingSink(down=True)
+    one_row = Bundle(readings=ReadingBatch.of([0], [0], [0.0])).nbytes
+    settings = dataclasses.replace(
+        FAST, queue_max_bytes=one_row * 50, batch_max_rows=50, drain_timeout=0.1
+    )
+    runtime = Runtime([source], [sink], settings=settings)
+    await run_for(runtime, 0.3)
+    delivery = runtime.deliveries[0]
+    # one batch of up to 50 rows is in flight at the sink, 50 more fill the queue
+    assert source.next_ts <= 101, "the source must wait once the byte bound is reached"
+    assert delivery.stats.rows_abandoned == source.next_ts
+    assert sink.closed
+
+
+async def test_stop_drains_everything_queued() -> None:
+    source = CountingSource("meter", stream=0, tick=0.0)
+    sink = RecordingSink()
+    settings = dataclasses.replace(FAST, batch_max_seconds=5.0, batch_max_rows=10**9)
+    runtime = Runtime([source], [sink], settings=settings)
+    await run_for(runtime, 0.2)
+    assert len(sink.ts) == source.next_ts > 0
+    assert np.all(np.diff([ts for _, ts in sink.ts]) == 1)
