@@ -16,11 +16,12 @@ import asyncio
 import dataclasses
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Literal, Protocol
 
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
+from gateway.metrics import Measurement
 from gateway.pipeline.delivery import Backoff, Delivery
 from gateway.pipeline.queue import BundleQueue, QueueClosed
 from gateway.sinks.base import Sink
@@ -91,6 +92,35 @@ class Runtime:
         ]
         self.source_stats = {s.name: SourceStats() for s in sources}
         self.rows_emitted = 0
+
+    def measurements(self) -> Iterator[Measurement]:
+        yield Measurement(
+            "readings_emitted_total", self.rows_emitted, "readings emitted by sources", "counter"
+        )
+        for name, stats in self.source_stats.items():
+            yield Measurement(
+                "source_restarts_total",
+                stats.restarts,
+                "times the supervisor restarted a failed source",
+                "counter",
+                (("source", name),),
+            )
+        for d in self.deliveries:
+            figures: tuple[tuple[str, float, str, Literal["counter", "gauge"]], ...] = (
+                ("sink_up", float(d.stats.up), "1 while the sink takes writes", "gauge"),
+                ("sink_rows_written_total", d.stats.rows_written, "rows confirmed", "counter"),
+                ("sink_write_failures_total", d.stats.write_failures, "failed writes", "counter"),
+                (
+                    "sink_rows_abandoned_total",
+                    d.stats.rows_abandoned,
+                    "rows still undelivered at the shutdown deadline",
+                    "counter",
+                ),
+                ("queue_rows", d.queue.rows, "rows waiting for the sink", "gauge"),
+                ("queue_bytes", d.queue.nbytes, "bytes waiting for the sink", "gauge"),
+            )
+            for name, value, text, kind in figures:
+                yield Measurement(name, value, text, kind, (("sink", d.sink.name),))
 
     async def emit(self, bundle: Bundle) -> None:
         for stage in self.stages:
