@@ -1,0 +1,464 @@
+"""MqttSource: bus units' MQTT messages in, columnar bundles out.
+
+    MqttClient --on_message(topic, payload)--> route (topic cache) --> handler per kind
+        pvt     --> FixBatch row                  (vehicle interned in registry.vehicles)
+        can     --> ReadingBatch rows bus/<id>/<quantity>   (J1939 frames via the DBC)
+        dtc     --> Event "dtc" with the active (SPN, FMI, OC, lamp) list
+        alert   --> Event of the alert's kind ("panic", "tamper", ...)
+        health  --> ReadingBatch rows (unit battery, main power, GSM signal)
+        ais140  --> FixBatch row + readings + events, by vendor profile
+        refused --> Reject(reason) and a count per reason
+    columns accumulate in array.array; every `flush_messages` messages or `flush_ms`
+    they become one Bundle (live) and, if any history data came, a second Bundle.
+
+History data (AIS-140 'H' packets, JSON `"hist": true`) is stored like live data
+but emitted in its own bundle, and its events carry `data["live"] = False`, so
+that rules do not raise live alerts from a unit's buffered backlog.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from gateway.batch import FixBatch, Quality, ReadingBatch
+from gateway.bundle import Bundle
+from gateway.drivers.mqtt import ais140, j1939
+from gateway.drivers.mqtt.client import MqttClient, MqttSettings
+from gateway.drivers.mqtt.payloads import (
+    CAN_QUANTITIES,
+    AlertMsg,
+    Can,
+    Dtc,
+    Health,
+    Limits,
+    PayloadError,
+    Pvt,
+    check,
+    check_time,
+)
+from gateway.drivers.mqtt.sequence import SequenceTracker
+from gateway.drivers.mqtt.topics import KINDS, TopicError, check_prefix, parse_topic, subscription
+from gateway.events import Event, Reject
+from gateway.logs import get_logger
+from gateway.runtime import Emit
+from gateway.streams import StreamRegistry
+
+log = get_logger("gateway.mqtt")
+
+KMH_PER_MS: Final = 3.6
+NAN: Final = float("nan")
+
+# quantities the driver writes besides CAN_QUANTITIES: (unit, kind)
+UNIT_QUANTITIES: Final[dict[str, tuple[str, str]]] = {
+    "unit_battery_v": ("V", "voltage"),
+    "unit_battery_pct": ("%", "level"),
+    "main_v": ("V", "voltage"),
+    "gsm_csq": ("", "signal"),
+    "ignition": ("", "state"),
+}
+CAN_KINDS: Final[dict[str, str]] = {
+    "rpm": "speed",
+    "coolant_c": "temperature",
+    "oil_kpa": "pressure",
+    "fuel_lph": "flow",
+    "battery_v": "voltage",
+    "speed_kmh": "speed",
+    "fuel_pct": "level",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MqttSourceSettings:
+    broker: MqttSettings = dataclasses.field(default_factory=MqttSettings)
+    prefix: str = dataclasses.field(default="pmpml", metadata={"help": "topic prefix"})
+    flush_messages: int = dataclasses.field(
+        default=2000, metadata={"help": "emit a bundle after this many messages"}
+    )
+    flush_ms: int = dataclasses.field(
+        default=250, metadata={"help": "or after this long, whichever comes first"}
+    )
+    max_payload_bytes: int = 16_384
+    max_future_s: float = dataclasses.field(
+        default=300.0, metadata={"help": "refuse timestamps further ahead of our clock"}
+    )
+    history_window_s: float = dataclasses.field(
+        default=7 * 86_400.0, metadata={"help": "refuse buffered data older than this"}
+    )
+    sequence_window: int = 256
+    ais140_profiles: str = dataclasses.field(
+        default="", metadata={"help": "AIS-140 vendor profiles TOML; default the built-in file"}
+    )
+    dbc: str = dataclasses.field(default="", metadata={"help": "J1939 DBC; default built-in"})
+    max_rejects_per_flush: int = 1000
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+        if self.flush_messages < 1 or self.flush_ms < 1:
+            raise ValueError("flush_messages and flush_ms must be at least 1")
+        if self.max_future_s < 0 or self.history_window_s <= 0:
+            raise ValueError("max_future_s must be >= 0 and history_window_s > 0")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_payload_bytes, self.max_future_s, self.history_window_s)
+
+
+@dataclasses.dataclass(slots=True)
+class MqttSourceStats:
+    messages: int = 0
+    fixes: int = 0
+    readings: int = 0
+    events: int = 0
+    rejects: Counter[str] = dataclasses.field(default_factory=Counter)
+    rejects_not_kept: int = 0  # counted, but over max_rejects_per_flush so not kept
+    history_rows: int = 0
+    bundles: int = 0
+    gaps_counted: bool = True  # False under a shared subscription: each peer sees a subset
+
+
+class _Columns:
+    """Growable typed columns; `take` hands them to numpy without a copy."""
+
+    __slots__ = (
+        "fix",
+        "fix_heading",
+        "fix_lat",
+        "fix_lon",
+        "fix_speed",
+        "fix_ts",
+        "fix_vehicle",
+        "r_quality",
+        "r_stream",
+        "r_ts",
+        "r_value",
+    )
+
+    def __init__(self) -> None:
+        self.fix_ts = array.array("q")
+        self.fix_vehicle = array.array("i")
+        self.fix_lat = array.array("d")
+        self.fix_lon = array.array("d")
+        self.fix_speed = array.array("f")
+        self.fix_heading = array.array("f")
+        self.fix = array.array("B")
+        self.r_ts = array.array("q")
+        self.r_stream = array.array("i")
+        self.r_value = array.array("d")
+        self.r_quality = array.array("B")
+
+    def __len__(self) -> int:
+        return len(self.fix_ts) + len(self.r_ts)
+
+    def fixes(self) -> FixBatch:
+        def col(a: array.array[Any], dtype: type) -> Any:
+            return np.frombuffer(a, dtype) if len(a) else np.empty(0, dtype)
+
+        return FixBatch(
+            col(self.fix_ts, np.int64),
+            col(self.fix_vehicle, np.int32),
+            col(self.fix_lat, np.float64),
+            col(self.fix_lon, np.float64),
+            col(self.fix_speed, np.float32),
+            col(self.fix_heading, np.float32),
+            col(self.fix, np.uint8),
+        )
+
+    def readings(self) -> ReadingBatch:
+        def col(a: array.array[Any], dtype: type) -> Any:
+            return np.frombuffer(a, dtype) if len(a) else np.empty(0, dtype)
+
+        return ReadingBatch(
+            col(self.r_ts, np.int64),
+            col(self.r_stream, np.int32),
+            col(self.r_value, np.float64),
+            col(self.r_quality, np.uint8),
+        )
+
+
+class _Route:
+    """What a topic resolves to, cached so the hot path does one dict lookup."""
+
+    __slots__ = ("asset", "key", "kind", "streams", "vehicle", "vid")
+
+    def __init__(self, vehicle: str, kind: str, vid: int, streams: dict[str, int]) -> None:
+        self.vehicle = vehicle
+        self.kind = kind
+        self.vid = vid
+        self.asset = f"bus/{vehicle}"
+        self.key = vid * 8 + KINDS.index(kind)  # one sequence counter per unit and kind
+        self.streams = streams  # shared by the unit's routes: quantity -> stream id
+
+
+_DecodeError = (PayloadError, ais140.PacketError, j1939.J1939Error, TopicError)
+_MAX_ROUTES: Final = 200_000
+
+
+class MqttSource:
+    """The runtime `Source` for the bus fleet (see the module docstring)."""
+
+    def __init__(
+        self, settings: MqttSourceSettings, registry: StreamRegistry, *, name: str = "mqtt"
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.registry = registry
+        self.stats = MqttSourceStats(gaps_counted=not settings.broker.share_group)
+        self.sequences = SequenceTracker(settings.sequence_window)
+        self.client: MqttClient | None = None
+        profiles = Path(settings.ais140_profiles) if settings.ais140_profiles else None
+        self._ais140 = ais140.Ais140Parser(ais140.load_profiles(profiles) if profiles else None)
+        self._j1939 = j1939.J1939Decoder(Path(settings.dbc) if settings.dbc else j1939.DBC_PATH)
+        self._limits = settings.limits
+        self._routes: dict[str, _Route] = {}
+        self._streams: dict[int, dict[str, int]] = {}
+        self._live = _Columns()
+        self._hist = _Columns()
+        self._events: list[Event] = []
+        self._rejects: list[Reject] = []
+        self._pending = 0
+        self._full: asyncio.Event | None = None
+        self._handlers: dict[str, Callable[[_Route, bytes, int], None]] = {
+            "pvt": self._pvt,
+            "can": self._can,
+            "dtc": self._dtc,
+            "alert": self._alert,
+            "health": self._health,
+            "ais140": self._ais140_packet,
+        }
+
+    @property
+    def topics(self) -> list[str]:
+        return [subscription(self.settings.prefix, self.settings.broker.share_group)]
+
+    async def run(self, emit: Emit) -> None:
+        self._full = asyncio.Event()
+        self.client = MqttClient(self.settings.broker, self.topics, self.handle)
+        flush_s = self.settings.flush_ms / 1000
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.client.run(), name=f"{self.name}:client")
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), flush_s)
+                self._full.clear()
+                for bundle in self.take():
+                    await emit(bundle)
+                self.client.resume()
+
+    # -- decoding (synchronous; called by the client for each message) ------------------
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Decode one message into the accumulators, or record why it was refused."""
+        self.stats.messages += 1
+        now = time.time_ns()
+        try:
+            route = self._routes.get(topic)
+            if route is None:
+                route = self._route(topic)
+            self._handlers[route.kind](route, payload, now)
+        except _DecodeError as err:
+            self._reject(now, topic, err.reason, str(err), payload)
+        self._pending += 1
+        if self._pending >= self.settings.flush_messages and self._full is not None:
+            self._full.set()
+            if self._pending >= 4 * self.settings.flush_messages and self.client is not None:
+                self.client.pause()  # the flush is behind: let TCP push back on the broker
+
+    def take(self) -> list[Bundle]:
+        """The accumulated rows as bundles (live first), and start afresh."""
+        live, hist = self._live, self._hist
+        events, rejects = self._events, self._rejects
+        self._live, self._hist, self._events, self._rejects = _Columns(), _Columns(), [], []
+        self._pending = 0
+        out = []
+        if len(live) or events or rejects:
+            out.append(
+                Bundle(
+                    readings=live.readings(),
+                    fixes=live.fixes(),
+                    events=tuple(events),
+                    rejects=tuple(rejects),
+                )
+            )
+        if len(hist):
+            self.stats.history_rows += len(hist)
+            out.append(Bundle(readings=hist.readings(), fixes=hist.fixes()))
+        for bundle in out:
+            self.stats.fixes += len(bundle.fixes)
+            self.stats.readings += len(bundle.readings)
+        self.stats.events += len(events)
+        self.stats.bundles += len(out)
+        return out
+
+    def _route(self, topic: str) -> _Route:
+        parsed = parse_topic(topic, self.settings.prefix)
+        vid = self.registry.vehicles.intern(parsed.vehicle)
+        streams = self._streams.setdefault(vid, {})
+        route = _Route(parsed.vehicle, parsed.kind, vid, streams)
+        if len(self._routes) < _MAX_ROUTES:
+            self._routes[topic] = route
+        return route
+
+    def _stream(self, route: _Route, quantity: str) -> int:
+        found = route.streams.get(quantity)
+        if found is None:
+            if quantity in CAN_QUANTITIES:
+                unit, kind = CAN_QUANTITIES[quantity][0], CAN_KINDS[quantity]
+            else:
+                unit, kind = UNIT_QUANTITIES[quantity]
+            found = self.registry.register(f"{route.asset}/{quantity}", unit, kind)
+            route.streams[quantity] = found
+        return found
+
+    def _reject(self, now: int, topic: str, reason: str, detail: str, payload: bytes) -> None:
+        self.stats.rejects[reason] += 1
+        if len(self._rejects) < self.settings.max_rejects_per_flush:
+            self._rejects.append(Reject(now, f"mqtt:{topic}", reason, detail, payload))
+        else:
+            self.stats.rejects_not_kept += 1
+
+    def _fresh(self, route: _Route, seq: int | None) -> None:
+        if seq is not None and not self.sequences.observe(route.key, seq):
+            raise PayloadError("duplicate", f"sequence number {seq} already received")
+
+    def _reading(self, cols: _Columns, ts: int, stream: int, value: float, quality: int) -> None:
+        cols.r_ts.append(ts)
+        cols.r_stream.append(stream)
+        cols.r_value.append(value)
+        cols.r_quality.append(quality)
+
+    def _signal(self, cols: _Columns, route: _Route, ts: int, quantity: str, value: float) -> None:
+        _, lo, hi = CAN_QUANTITIES[quantity]
+        quality = 0 if lo <= value <= hi else Quality.OUT_OF_RANGE
+        self._reading(cols, ts, self._stream(route, quantity), value, quality)
+
+    def _pvt(self, route: _Route, payload: bytes, now: int) -> None:
+        msg = check("pvt", payload, route.vehicle, now, self._limits)
+        assert isinstance(msg, Pvt)
+        self._fresh(route, msg.seq)
+        cols = self._hist if msg.hist else self._live
+        cols.fix_ts.append(msg.ts * 1_000_000)
+        cols.fix_vehicle.append(route.vid)
+        cols.fix_lat.append(msg.lat)
+        cols.fix_lon.append(msg.lon)
+        cols.fix_speed.append(NAN if msg.speed_kmh is None else msg.speed_kmh / KMH_PER_MS)
+        cols.fix_heading.append(NAN if msg.heading is None else msg.heading)
+        cols.fix.append(msg.fix)
+
+    def _can(self, route: _Route, payload: bytes, now: int) -> None:
+        msg = check("can", payload, route.vehicle, now, self._limits)
+        assert isinstance(msg, Can)
+        decoded = None
+        if msg.frames:
+            frames = [(f.id, bytes.fromhex(f.data)) for f in msg.frames]
+            decoded = self._j1939.decode_frames(frames)  # may raise: then nothing is kept
+        self._fresh(route, msg.seq)
+        ts = msg.ts * 1_000_000
+        cols = self._hist if msg.hist else self._live
+        for quantity, value in (msg.signals or {}).items():
+            self._signal(cols, route, ts, quantity, value)
+        if decoded is not None:
+            for quantity, value in decoded.signals:
+                self._signal(cols, route, ts, quantity, value)
+            if decoded.faults is not None:
+                self._dtc_event(route, ts, list(decoded.faults), not msg.hist, msg.seq)
+
+    def _dtc(self, route: _Route, payload: bytes, now: int) -> None:
+        msg = check("dtc", payload, route.vehicle, now, self._limits)
+        assert isinstance(msg, Dtc)
+        faults: list[j1939.Fault] = []
+        if msg.frames:
+            decoded = self._j1939.decode_frames([(f.id, bytes.fromhex(f.data)) for f in msg.frames])
+            faults.extend(decoded.faults or ())
+        if msg.faults is not None:
+            lamps = j1939.Lamps(msg.lamps.mil, msg.lamps.red, msg.lamps.amber, msg.lamps.protect)
+            faults.extend(j1939.Fault(f.spn, f.fmi, f.oc, lamps) for f in msg.faults)
+        self._fresh(route, msg.seq)
+        self._dtc_event(route, msg.ts * 1_000_000, faults, True, msg.seq)
+
+    def _dtc_event(
+        self, route: _Route, ts: int, faults: list[j1939.Fault], live: bool, seq: int | None
+    ) -> None:
+        lamps = faults[0].lamps if faults else j1939.Lamps()
+        data = {
+            "faults": [{"spn": f.spn, "fmi": f.fmi, "oc": f.oc, "lamp": f.lamp} for f in faults],
+            "lamps": dataclasses.asdict(lamps),
+            "live": live,
+            "seq": seq,
+        }
+        text = ", ".join(f"SPN {f.spn} FMI {f.fmi} ({f.lamp})" for f in faults) or "no active DTC"
+        self._events.append(Event(ts, route.asset, "dtc", text, data))
+
+    def _alert(self, route: _Route, payload: bytes, now: int) -> None:
+        msg = check("alert", payload, route.vehicle, now, self._limits)
+        assert isinstance(msg, AlertMsg)
+        self._fresh(route, msg.seq)
+        data = {"lat": msg.lat, "lon": msg.lon, "live": True, "seq": msg.seq, "via": "json"}
+        self._events.append(Event(msg.ts * 1_000_000, route.asset, msg.kind, msg.message, data))
+
+    def _health(self, route: _Route, payload: bytes, now: int) -> None:
+        msg = check("health", payload, route.vehicle, now, self._limits)
+        assert isinstance(msg, Health)
+        self._fresh(route, msg.seq)
+        ts = msg.ts * 1_000_000
+        cols = self._live
+        for quantity, value in (
+            ("unit_battery_v", msg.unit_battery_v),
+            ("main_v", msg.main_v),
+            ("gsm_csq", msg.gsm_csq),
+            ("ignition", None if msg.ignition is None else float(msg.ignition)),
+        ):
+            if value is not None:
+                self._reading(cols, ts, self._stream(route, quantity), float(value), 0)
+
+    def _ais140_packet(self, route: _Route, payload: bytes, now: int) -> None:
+        packet = self._ais140.parse(payload)
+        if isinstance(packet, ais140.Heartbeat):
+            stream = self._stream(route, "unit_battery_pct")
+            self._reading(self._live, now, stream, packet.battery_pct, 0)
+            return
+        if ais140.normalise_reg(packet.vehicle_reg) != ais140.normalise_reg(route.vehicle):
+            raise PayloadError(
+                "spoofed_vehicle", f"packet vehicle {packet.vehicle_reg!r} on {route.vehicle!r}"
+            )
+        if isinstance(packet, ais140.Login):
+            login = {"imei": packet.imei, "firmware": packet.firmware, "protocol": packet.protocol}
+            self._events.append(Event(now, route.asset, "login", "unit logged in", login))
+            return
+        check_time(packet.ts_ns // 1_000_000, now, self._limits)
+        if not self.sequences.observe(route.key, packet.frame_number):
+            raise PayloadError("duplicate", f"frame number {packet.frame_number} already received")
+        ts = packet.ts_ns
+        cols = self._live if packet.live else self._hist
+        cols.fix_ts.append(ts)
+        cols.fix_vehicle.append(route.vid)
+        cols.fix_lat.append(packet.lat)
+        cols.fix_lon.append(packet.lon)
+        cols.fix_speed.append(packet.speed_kmh / KMH_PER_MS)
+        cols.fix_heading.append(packet.heading)
+        cols.fix.append(3 if packet.gps_fix else 0)
+        self._reading(cols, ts, self._stream(route, "main_v"), packet.main_v, 0)
+        self._reading(cols, ts, self._stream(route, "unit_battery_v"), packet.battery_v, 0)
+        self._reading(cols, ts, self._stream(route, "gsm_csq"), float(packet.gsm_signal), 0)
+        self._reading(cols, ts, self._stream(route, "ignition"), float(packet.ignition), 0)
+        kind = packet.alert_kind
+        if kind is not None:
+            data: dict[str, Any] = {
+                "lat": packet.lat,
+                "lon": packet.lon,
+                "live": packet.live,
+                "seq": packet.frame_number,
+                "via": "ais140",
+                "packet_type": packet.packet_type,
+                "alert_id": packet.alert_id,
+            }
+            self._events.append(Event(ts, route.asset, kind, "", data))
