@@ -1,0 +1,103 @@
+"""`gateway db migrate`: create or update the central database's schema.
+
+Register with `gateway.db.command.register(sub)` in the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from gateway.db.migrate import MigrationError, ensure_database, migrate
+from gateway.db.settings import PostgresSettings, RetentionSettings, SecretError
+
+EXAMPLES = """\
+examples:
+  gateway db migrate --dsn postgresql://postgres@127.0.0.1:5432/gateway
+  gateway db migrate --dsn postgresql://postgres@127.0.0.1/gateway --create
+  gateway db migrate --dsn 'postgresql://admin@db.example/gateway?sslmode=verify-full' \\
+      --password-env GATEWAY_DB_PASSWORD --mode timescaledb --readings-days 60
+
+The command prints the mode it chose: timescaledb when the extension is available
+(hypertables, compression, continuous aggregates, retention policies), else
+postgres (plain PostgreSQL 14+ with BRIN indexes and rollups kept by the gateway).
+Running it again applies only what is new, and re-applies the retention and
+compression policies with the intervals given.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = sub.add_parser(
+        "db",
+        help="manage the central database",
+        description="Manage the central PostgreSQL / TimescaleDB database.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    mig = db_sub.add_parser(
+        "migrate",
+        help="apply the schema migrations",
+        description="Apply the versioned schema migrations and report the mode chosen.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mig.add_argument(
+        "--dsn",
+        default=os.environ.get("GATEWAY_DSN"),
+        help="libpq connection string without a password (default: $GATEWAY_DSN)",
+    )
+    mig.add_argument("--password-env", help="environment variable holding the password")
+    mig.add_argument("--password-file", help="file holding the password")
+    mig.add_argument(
+        "--mode",
+        choices=["auto", "timescaledb", "postgres"],
+        default="auto",
+        help="auto: TimescaleDB when the server has it (default)",
+    )
+    mig.add_argument("--create", action="store_true", help="create the database if missing")
+    defaults = RetentionSettings()
+    for field in ("readings", "positions", "aggregates", "rejects", "events"):
+        mig.add_argument(
+            f"--{field}-days",
+            type=int,
+            default=getattr(defaults, f"{field}_days"),
+            help=f"retention of {field} in days, 0 keeps them (default %(default)s)",
+        )
+    mig.add_argument("--compress-after-days", type=int, default=defaults.compress_after_days)
+    mig.set_defaults(func=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    if not args.dsn:
+        print("gateway db migrate: give --dsn or set GATEWAY_DSN", file=sys.stderr)
+        return 2
+    try:
+        settings = PostgresSettings(
+            dsn=args.dsn,
+            password_env=args.password_env,
+            password_file=args.password_file,
+            mode=args.mode,
+            retention=RetentionSettings(
+                readings_days=args.readings_days,
+                positions_days=args.positions_days,
+                aggregates_days=args.aggregates_days,
+                rejects_days=args.rejects_days,
+                events_days=args.events_days,
+                compress_after_days=args.compress_after_days,
+            ),
+        )
+        conninfo = settings.conninfo()
+    except (ValueError, SecretError) as err:
+        print(f"gateway db migrate: {err}", file=sys.stderr)
+        return 2
+    run = ensure_database if args.create else migrate
+    try:
+        report = asyncio.run(run(conninfo, mode=settings.mode, retention=settings.retention))
+    except MigrationError as err:
+        print(f"gateway db migrate: {err}", file=sys.stderr)
+        return 1
+    print(report.describe())
+    return 0

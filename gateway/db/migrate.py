@@ -1,0 +1,310 @@
+"""Versioned migrations: apply each file once, in order, under an advisory lock.
+
+    migrations/0001_tables.sql              both modes
+    migrations/0002_roles.sql               both modes
+    migrations/0003_time.timescaledb.sql    one of these two, by mode
+    migrations/0003_time.postgres.sql
+
+Each file runs in its own transaction and is recorded in `schema_migrations`
+with its checksum, so a second run applies nothing and an edited file that was
+already applied is refused. The mode is chosen at the first run and kept: a
+database made on plain PostgreSQL stays plain even if TimescaleDB is installed
+later. Policies (compression, retention, continuous-aggregate refresh) carry
+configurable intervals, so they are re-applied on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gateway.db.settings import DEFAULT_RETENTION, Mode, RetentionSettings
+from gateway.logs import get_logger
+
+log = get_logger("gateway.db")
+
+# pg_advisory_lock key: b"gateway\x01" as an int64, so concurrent migrators queue
+LOCK_KEY = int.from_bytes(b"gateway\x01", "big", signed=True)
+MIN_TIMESCALEDB = (2, 13)  # create_hypertable(..., by_range(...))
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescaledb|postgres))?\.sql$")
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    mode        text NOT NULL CHECK (mode IN ('timescaledb', 'postgres')),
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    """The schema cannot be brought up to date; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    mode: str | None  # None: the same file for both modes
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MigrationReport:
+    mode: str  # "timescaledb" or "postgres"
+    reason: str  # why this mode
+    applied: tuple[str, ...]  # names applied by this run
+    current: int  # schema version after the run
+    server_version: str
+    timescaledb_version: str | None
+
+    def describe(self) -> str:
+        lines = [f"mode: {self.mode} ({self.reason})", f"server: PostgreSQL {self.server_version}"]
+        if self.applied:
+            lines.append("applied: " + ", ".join(self.applied))
+        else:
+            lines.append("applied: nothing, the schema was up to date")
+        lines.append(f"schema version: {self.current}")
+        return "\n".join(lines)
+
+
+def load_migrations() -> list[Migration]:
+    """All migration files, sorted by version then name."""
+    found: list[Migration] = []
+    folder = resources.files("gateway.db").joinpath("migrations")
+    for entry in folder.iterdir():
+        match = _FILE.match(entry.name)
+        if entry.name.endswith(".sql") and not match:
+            raise MigrationError(f"migration file {entry.name} is not named NNNN_name[.mode].sql")
+        if match:
+            version, name, mode = match.groups()
+            found.append(Migration(int(version), name, mode, entry.read_text()))
+    found.sort(key=lambda m: (m.version, m.mode or ""))
+    return found
+
+
+def plan(mode: str) -> list[Migration]:
+    """The migrations for a mode: per version, the mode's file or the common one."""
+    by_version: dict[int, list[Migration]] = {}
+    for m in load_migrations():
+        by_version.setdefault(m.version, []).append(m)
+    chosen: list[Migration] = []
+    for version in sorted(by_version):
+        files = by_version[version]
+        common = [m for m in files if m.mode is None]
+        specific = [m for m in files if m.mode == mode]
+        if common and len(files) > 1:
+            raise MigrationError(f"version {version:04d} has both a common and a per-mode file")
+        if not common and len(specific) != 1:
+            raise MigrationError(f"version {version:04d} has no file for mode {mode}")
+        chosen.append(common[0] if common else specific[0])
+    return chosen
+
+
+def timescaledb_policies(retention: RetentionSettings) -> list[str]:
+    """Policy statements, removed then added so a changed interval takes effect."""
+    r = retention
+    out: list[str] = []
+    for table, days in (
+        ("readings", r.readings_days),
+        ("vehicle_positions", r.positions_days),
+        ("aggregates_1m", r.aggregates_days),
+        ("events", r.events_days),
+        ("rejects", r.rejects_days),
+    ):
+        out.append(f"SELECT remove_retention_policy('{table}', if_exists => TRUE)")
+        if days:
+            out.append(
+                f"SELECT add_retention_policy('{table}', drop_after => INTERVAL '{days} days')"
+            )
+    for table in ("readings", "aggregates_1m", "vehicle_positions"):
+        out.append(f"SELECT remove_compression_policy('{table}', if_exists => TRUE)")
+        out.append(
+            f"SELECT add_compression_policy('{table}', "
+            f"compress_after => INTERVAL '{r.compress_after_days} days')"
+        )
+    for view, bucket, every in (
+        ("aggregates_15m", "15 minutes", "15 minutes"),
+        ("aggregates_1h", "1 hour", "1 hour"),
+        ("aggregates_1d", "1 day", "1 hour"),
+    ):
+        out.append(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => TRUE)")
+        out.append(
+            f"SELECT add_continuous_aggregate_policy('{view}', "
+            f"start_offset => INTERVAL '{r.refresh_window_days} days', "
+            f"end_offset => INTERVAL '{bucket}', "
+            f"schedule_interval => INTERVAL '{every}')"
+        )
+    return out
+
+
+async def migrate(
+    conninfo: str, *, mode: Mode = "auto", retention: RetentionSettings = DEFAULT_RETENTION
+) -> MigrationReport:
+    """Bring the database at `conninfo` up to date; report the mode chosen."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as err:
+        raise MigrationError(f"cannot connect to the database: {err}") from err
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            return await _migrate_locked(conn, mode, retention)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+async def _migrate_locked(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], wanted: Mode, retention: RetentionSettings
+) -> MigrationReport:
+    await conn.execute(_BOOKKEEPING)
+    cur = await conn.execute("SELECT version, name, mode, checksum FROM schema_migrations")
+    done = {int(str(v)): (str(n), str(m), str(c)) for v, n, m, c in await cur.fetchall()}
+    server = str(conn.info.parameter_status("server_version") or "?")
+    if conn.info.server_version < 140000:
+        raise MigrationError(f"PostgreSQL {server} is too old; the schema needs 14 or newer")
+    mode, reason = await _choose_mode(conn, wanted, done)
+    tsdb = await _timescaledb_version(conn)
+    applied: list[str] = []
+    for m in plan(mode):
+        if m.version in done:
+            _, _, checksum = done[m.version]
+            if checksum != m.checksum:
+                raise MigrationError(
+                    f"migration {m.version:04d}_{m.name} changed after it was applied "
+                    f"(checksum {checksum} in the database, {m.checksum} in the file); "
+                    "add a new migration instead of editing an applied one"
+                )
+            continue
+        async with conn.transaction():
+            try:
+                await conn.execute(m.sql.encode())
+            except psycopg.Error as err:
+                raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {err}") from err
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, mode, checksum) "
+                "VALUES (%s, %s, %s, %s)",
+                (m.version, m.name, mode, m.checksum),
+            )
+        applied.append(f"{m.version:04d}_{m.name}")
+        log.info("db.migrated", version=m.version, name=m.name, mode=mode)
+    if mode == "timescaledb":
+        async with conn.transaction():
+            for statement in timescaledb_policies(retention):
+                try:
+                    await conn.execute(statement.encode())
+                except psycopg.Error as err:
+                    raise MigrationError(f"policy failed: {statement}: {err}") from err
+    current = max([m.version for m in plan(mode)], default=0)
+    return MigrationReport(mode, reason, tuple(applied), current, server, tsdb)
+
+
+async def _timescaledb_version(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> str | None:
+    cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _choose_mode(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    wanted: Mode,
+    done: dict[int, tuple[str, str, str]],
+) -> tuple[str, str]:
+    if done:
+        kept = next(iter(done.values()))[1]
+        if wanted not in ("auto", kept):
+            raise MigrationError(
+                f"this database was migrated in {kept} mode; it cannot switch to {wanted}"
+            )
+        return kept, "kept from the first migration of this database"
+    if wanted == "postgres":
+        return "postgres", "asked for plain PostgreSQL"
+    installed = await _timescaledb_version(conn)
+    if installed is None:
+        cur = await conn.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        available = await cur.fetchone()
+        if available is None:
+            if wanted == "timescaledb":
+                raise MigrationError(
+                    "the timescaledb extension is not installed on this server; "
+                    "install it, or migrate with --mode postgres"
+                )
+            return "postgres", "the timescaledb extension is not available on this server"
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as err:
+            if wanted == "timescaledb":
+                raise MigrationError(
+                    f"cannot create the timescaledb extension: {err}; is it in "
+                    "shared_preload_libraries?"
+                ) from err
+            return "postgres", f"the timescaledb extension could not be created ({err})"
+        installed = await _timescaledb_version(conn)
+    parts = tuple(int(p) for p in re.findall(r"\d+", installed or "0")[:2])
+    if parts < MIN_TIMESCALEDB:
+        raise MigrationError(
+            f"timescaledb {installed} is too old; the schema needs "
+            f"{'.'.join(map(str, MIN_TIMESCALEDB))} or newer"
+        )
+    return "timescaledb", f"timescaledb {installed} is installed"
+
+
+def _is_missing_database(err: psycopg.OperationalError) -> bool:
+    return err.sqlstate == "3D000" or "does not exist" in str(err)
+
+
+async def ensure_database(
+    conninfo: str,
+    *,
+    mode: Mode = "auto",
+    retention: RetentionSettings = DEFAULT_RETENTION,
+    maintenance_db: str = "postgres",
+) -> MigrationReport:
+    """Create the database named in `conninfo` if missing (via the maintenance
+    database), then migrate it. Raises MigrationError when the server cannot be
+    reached, with the reason."""
+    try:
+        probe = await psycopg.AsyncConnection.connect(conninfo)
+    except psycopg.OperationalError as err:
+        if not _is_missing_database(err):
+            raise MigrationError(f"cannot connect to the database: {err}") from err
+        await _create_database(conninfo, maintenance_db)
+    else:
+        await probe.close()
+    return await migrate(conninfo, mode=mode, retention=retention)
+
+
+async def _create_database(conninfo: str, maintenance_db: str) -> None:
+    dbname = conninfo_to_dict(conninfo).get("dbname")
+    if not dbname:
+        raise MigrationError("the DSN names no database (dbname) to create")
+    admin = make_conninfo(conninfo, dbname=maintenance_db)
+    try:
+        conn = await psycopg.AsyncConnection.connect(admin, autocommit=True)
+    except psycopg.OperationalError as err:
+        raise MigrationError(
+            f"cannot connect to {maintenance_db} to create {dbname}: {err}"
+        ) from err
+    async with conn:
+        try:
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
+        except psycopg.errors.DuplicateDatabase:
+            pass  # made by someone else meanwhile: that is what we wanted
+        except psycopg.Error as err:
+            raise MigrationError(f"cannot create database {dbname}: {err}") from err
+    log.info("db.created", database=str(dbname))

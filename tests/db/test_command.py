@@ -1,0 +1,40 @@
+"""`gateway db migrate` as a user runs it."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from gateway.db.command import register
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="gateway")
+    register(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    result: int = args.func(args)
+    return result
+
+
+def test_migrate_reports_the_mode_and_is_idempotent(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("db", "migrate", "--dsn", pg_dsn) == 0
+    out = capsys.readouterr().out
+    assert "mode: postgres" in out and "0001_tables" in out
+    assert run("db", "migrate", "--dsn", pg_dsn, "--readings-days", "60") == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_bad_input_exits_non_zero_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("db", "migrate", "--dsn", "postgresql://u:pw@h/db") == 2
+    assert "holds a password" in capsys.readouterr().err
+    assert run("db", "migrate", "--dsn", "postgresql://postgres@127.0.0.1:9/x") == 1
+    assert "cannot connect" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run("db", "migrate", "--help")
+    assert "examples:" in capsys.readouterr().out

@@ -1,0 +1,137 @@
+"""Migrations against the real PostgreSQL: applied once, recorded, locked, mode reported."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gateway.db import migrate as m
+from gateway.db.migrate import MigrationError, ensure_database, migrate, plan
+
+TABLES = {
+    "streams",
+    "vehicles",
+    "readings",
+    "aggregates_1m",
+    "vehicle_positions",
+    "alerts",
+    "events",
+    "rejects",
+    "aggregates_15m",
+    "aggregates_1h",
+    "aggregates_1d",
+    "schema_migrations",
+}
+
+
+def tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+async def test_migrate_creates_the_schema_once_and_reports_the_mode(pg_dsn: str) -> None:
+    first = await migrate(pg_dsn)
+    assert first.mode == "postgres"  # the CI server has no timescaledb
+    assert "not available" in first.reason
+    assert first.applied == ("0001_tables", "0002_roles", "0003_time")
+    assert tables(pg_dsn) >= TABLES
+    second = await migrate(pg_dsn)
+    assert second.applied == () and second.current == 3
+    assert "mode: postgres" in second.describe()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT version, mode FROM schema_migrations ORDER BY 1").fetchall()
+    assert rows == [(1, "postgres"), (2, "postgres"), (3, "postgres")]
+
+
+async def test_concurrent_migrations_queue_on_the_advisory_lock(pg_dsn: str) -> None:
+    reports = await asyncio.gather(*(migrate(pg_dsn) for _ in range(3)))
+    applied = [r.applied for r in reports]
+    assert sorted(len(a) for a in applied) == [0, 0, 3], applied
+
+
+async def test_an_edited_applied_migration_is_refused(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await migrate(pg_dsn)
+    original = m.load_migrations
+
+    def edited() -> list[m.Migration]:
+        return [
+            m.Migration(x.version, x.name, x.mode, x.sql + "\n-- edited") if x.version == 1 else x
+            for x in original()
+        ]
+
+    monkeypatch.setattr(m, "load_migrations", edited)
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await migrate(pg_dsn)
+
+
+async def test_asking_for_timescaledb_without_it_is_an_error(pg_dsn: str) -> None:
+    with pytest.raises(MigrationError, match="timescaledb extension is not installed"):
+        await migrate(pg_dsn, mode="timescaledb")
+    assert "readings" not in tables(pg_dsn)
+
+
+async def test_a_plain_database_stays_plain(pg_dsn: str) -> None:
+    await migrate(pg_dsn, mode="postgres")
+    with pytest.raises(MigrationError, match="cannot switch"):
+        await migrate(pg_dsn, mode="timescaledb")
+
+
+async def test_ensure_database_creates_a_missing_database(pg_dsn: str) -> None:
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    dsn = make_conninfo(pg_dsn, dbname=name)
+    try:
+        report = await ensure_database(dsn)
+        assert report.applied and "readings" in tables(dsn)
+        again = await ensure_database(dsn)
+        assert again.applied == ()
+    finally:
+        admin = make_conninfo(pg_dsn, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(MigrationError, match="cannot connect"):
+        await ensure_database("postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
+
+
+async def test_roles_exist_with_the_documented_rights(pg_dsn: str) -> None:
+    await migrate(pg_dsn)
+    with psycopg.connect(pg_dsn) as conn:
+        rights = dict(
+            conn.execute(
+                "SELECT privilege_type || ':' || table_name, grantee "
+                "FROM information_schema.role_table_grants "
+                "WHERE grantee IN ('gateway_writer', 'gateway_reader') "
+                "AND grantee = 'gateway_writer'"
+            ).fetchall()
+        )
+        assert "INSERT:readings" in rights and "SELECT:readings" in rights
+        assert "UPDATE:alerts" in rights
+        assert "DELETE:readings" not in rights and "UPDATE:readings" not in rights
+        reader = conn.execute(
+            "SELECT has_table_privilege('gateway_reader', 'readings', 'INSERT'), "
+            "has_table_privilege('gateway_reader', 'aggregates_1h', 'SELECT'), "
+            "has_column_privilege('gateway_reader', 'alerts', 'acked_by', 'UPDATE')"
+        ).fetchone()
+    assert reader == (False, True, True)
+
+
+def test_every_mode_has_a_complete_plan() -> None:
+    for mode in ("postgres", "timescaledb"):
+        versions = [x.version for x in plan(mode)]
+        assert versions == sorted(set(versions)) and versions[0] == 1
+        assert all(x.mode in (None, mode) for x in plan(mode))
+
+
+def test_dsn_helpers_keep_the_database_name(pg_dsn: str) -> None:
+    assert conninfo_to_dict(pg_dsn)["dbname"].startswith("gw_test_")

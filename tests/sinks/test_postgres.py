@@ -1,0 +1,234 @@
+"""PostgresSink against the real PostgreSQL: every part of a bundle, idempotent, fail-soft."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from gateway.batch import NS_PER_S, AggregateBatch, FixBatch, ReadingBatch
+from gateway.bundle import Bundle
+from gateway.db.migrate import migrate
+from gateway.db.settings import PostgresSettings, SecretError
+from gateway.events import Alert, Event, Reject, Severity
+from gateway.sinks.base import SinkUnavailable
+from gateway.sinks.postgres import PostgresSink
+from gateway.streams import StreamRegistry
+
+T0 = 1_764_288_000 * NS_PER_S  # 2025-11-28T00:00:00Z
+
+
+def registry() -> StreamRegistry:
+    reg = StreamRegistry()
+    reg.register("dma-07/inlet/flow_lps", "L/s", "flow")
+    reg.register("dma-07/pz-3/pressure_m", "m", "pressure")
+    reg.vehicles.intern("MH12-KQ-4321")
+    reg.vehicles.intern("MH12-KQ-0007")
+    return reg
+
+
+def readings(n: int, start: int = 0) -> ReadingBatch:
+    i = np.arange(start, start + n)
+    return ReadingBatch.of(T0 + i * NS_PER_S, i % 2, i * 0.5, np.zeros(n))
+
+
+@pytest.fixture
+async def sink(pg_dsn: str) -> AsyncIterator[PostgresSink]:
+    await migrate(pg_dsn)
+    s = PostgresSink(pg_dsn, registry(), "gw-test")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def query(dsn: str, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_readings_land_once_with_global_stream_ids(pg_dsn: str, sink: PostgresSink) -> None:
+    bundle = Bundle(readings=readings(1000))
+    await sink.write(bundle)
+    await sink.write(bundle)  # a retry after a lost confirmation
+    assert sink.stats.readings_inserted == 1000
+    assert sink.stats.readings_duplicate == 1000
+    rows = query(
+        pg_dsn,
+        "SELECT s.name, count(*), min(r.value), max(r.value) FROM readings r "
+        "JOIN streams s ON s.id = r.stream GROUP BY 1 ORDER BY 1",
+    )
+    assert rows == [
+        ("dma-07/inlet/flow_lps", 500, 0.0, 499.0),
+        ("dma-07/pz-3/pressure_m", 500, 0.5, 499.5),
+    ]
+    first = query(pg_dsn, "SELECT min(extract(epoch FROM ts)) FROM readings")[0][0]
+    assert float(str(first)) == T0 / NS_PER_S
+    assert await sink.count("readings") == 1000
+
+
+async def test_each_gateway_gets_its_own_stream_ids(pg_dsn: str, sink: PostgresSink) -> None:
+    other = PostgresSink(pg_dsn, registry(), "gw-other")
+    await other.open()
+    try:
+        await sink.write(Bundle(readings=readings(10)))
+        await other.write(Bundle(readings=readings(10)))
+    finally:
+        await other.close()
+    rows = query(pg_dsn, "SELECT gateway, count(*) FROM streams GROUP BY 1 ORDER BY 1")
+    assert rows == [("gw-other", 2), ("gw-test", 2)]
+    assert await sink.count("readings") == 20
+
+
+async def test_new_streams_registered_later_are_resolved(pg_dsn: str, sink: PostgresSink) -> None:
+    await sink.write(Bundle(readings=readings(4)))
+    new = sink.registry.register("dma-08/inlet/flow_lps", "L/s", "flow")
+    batch = ReadingBatch.of([T0, T0 + NS_PER_S], [new, new], [1.0, 2.0])
+    await sink.write(Bundle(readings=batch))
+    rows = query(
+        pg_dsn,
+        "SELECT count(*) FROM readings r JOIN streams s ON s.id = r.stream "
+        "WHERE s.name = 'dma-08/inlet/flow_lps'",
+    )
+    assert rows == [(2,)]
+
+
+async def test_failed_polls_are_null_with_their_quality(pg_dsn: str, sink: PostgresSink) -> None:
+    batch = ReadingBatch.of([T0, T0 + 1000], [0, 0], [np.nan, 2.0], [3, 0])
+    await sink.write(Bundle(readings=batch))
+    assert query(pg_dsn, "SELECT value, quality FROM readings ORDER BY ts") == [
+        (None, 3),
+        (2.0, 0),
+    ]
+
+
+async def test_raw_readings_only_for_streams_that_opt_in(pg_dsn: str) -> None:
+    await migrate(pg_dsn)
+    s = PostgresSink(pg_dsn, registry(), "gw-test", raw_streams=("*/pressure_m",))
+    await s.open()
+    try:
+        await s.write(Bundle(readings=readings(10)))
+    finally:
+        await s.close()
+    assert s.stats.readings_inserted == 5 and s.stats.readings_not_raw == 5
+
+
+async def test_every_part_of_a_bundle_in_one_write(pg_dsn: str, sink: PostgresSink) -> None:
+    fixes = FixBatch(
+        np.array([T0, T0, T0 + NS_PER_S], np.int64),
+        np.array([0, 1, 0], np.int32),
+        np.array([18.52, 18.53, np.nan]),
+        np.array([73.85, 73.86, 73.87]),
+        np.array([10.0, np.nan, 11.0], np.float32),
+        np.array([90.0, 180.0, 91.0], np.float32),
+        np.array([3, 3, 3], np.uint8),
+    )
+    minute = 60 * NS_PER_S
+    aggregates = AggregateBatch(
+        np.array([T0, T0 + minute], np.int64),
+        np.array([0, 0], np.int32),
+        np.array([60, 60], np.int32),
+        np.array([1.0, 2.0]),
+        np.array([3.0, 4.0]),
+        np.array([2.0, 3.0]),
+        np.array([120.0, 180.0]),
+        np.array([2.5, 3.5]),
+    )
+    alert = Alert(
+        "leak", "dma-07", Severity.WARNING, T0, message="night flow up",
+        magnitude=1.5, evidence={"mnf": np.float64(2.5), "bad": float("nan")},
+    )  # fmt: skip
+    bundle = Bundle(
+        readings=readings(4),
+        fixes=fixes,
+        aggregates=aggregates,
+        events=(Event(T0, "dma-07/inlet", "tamper", "lid open", {"bit": 3}),),
+        alerts=(alert,),
+        rejects=(Reject(T0, "mqtt:pmpml/v1/x/pvt", "bad_json", "line 1", b"{oops"),),
+    )
+    await sink.write(bundle)
+    await sink.write(bundle)
+    assert query(pg_dsn, "SELECT count(*) FROM readings") == [(4,)]
+    assert query(
+        pg_dsn,
+        "SELECT v.name, p.lat, p.speed FROM vehicle_positions p "
+        "JOIN vehicles v ON v.id = p.vehicle ORDER BY v.name",
+    ) == [("MH12-KQ-0007", 18.53, None), ("MH12-KQ-4321", 18.52, 10.0)]
+    assert sink.stats.fixes_dropped == 2  # the NaN position, once per write
+    assert query(pg_dsn, "SELECT count, mean, last FROM aggregates_1m ORDER BY ts") == [
+        (60, 2.0, 2.5),
+        (60, 3.0, 3.5),
+    ]
+    # plain PostgreSQL mode: the gateway keeps the rollups itself
+    assert query(pg_dsn, "SELECT count, min, max, mean, sum, last FROM aggregates_15m") == [
+        (120, 1.0, 4.0, 2.5, 300.0, 3.5)
+    ]
+    assert query(pg_dsn, "SELECT count(*) FROM aggregates_1d") == [(1,)]
+    assert query(pg_dsn, "SELECT kind, data->>'bit' FROM events") == [("tamper", "3")]
+    assert query(pg_dsn, "SELECT reason, payload FROM rejects") == [("bad_json", b"{oops")]
+    assert query(pg_dsn, "SELECT state, magnitude, evidence FROM alerts") == [
+        ("opened", 1.5, {"mnf": 2.5, "bad": None})
+    ]
+
+
+async def test_alerts_keep_the_latest_state_and_the_operators_ack(
+    pg_dsn: str, sink: PostgresSink
+) -> None:
+    opened = Alert("leak", "dma-07", Severity.WARNING, T0, magnitude=1.0)
+    updated = opened.update(T0 + 60 * NS_PER_S, magnitude=2.0, severity=Severity.CRITICAL)
+    cleared = updated.clear(T0 + 120 * NS_PER_S)
+    await sink.write(Bundle(alerts=(opened,)))
+    with psycopg.connect(pg_dsn) as conn:  # the control room acknowledges it
+        conn.execute("UPDATE alerts SET acked_by = 'asha', acked_at = now()")
+    await sink.write(Bundle(alerts=(cleared,)))
+    await sink.write(Bundle(alerts=(updated,)))  # an older state drained late from a backlog
+    rows = query(pg_dsn, "SELECT state, severity, magnitude, acked_by FROM alerts")
+    assert rows == [("cleared", "critical", 2.0, "asha")]
+
+
+async def test_an_unreachable_database_raises_sink_unavailable_never_crashes() -> None:
+    s = PostgresSink(
+        "postgresql://postgres@127.0.0.1:9/none", registry(), "gw", connect_timeout=1.0
+    )
+    await s.open()  # must not raise: the daemon starts without its database
+    try:
+        with pytest.raises(SinkUnavailable):
+            await s.write(Bundle(readings=readings(3)))
+    finally:
+        await asyncio.wait_for(s.close(), 10)
+
+
+async def test_an_unmigrated_database_says_to_migrate(pg_dsn: str) -> None:
+    s = PostgresSink(pg_dsn, registry(), "gw")
+    await s.open()
+    try:
+        with pytest.raises(SinkUnavailable, match="gateway db migrate"):
+            await s.write(Bundle(readings=readings(3)))
+    finally:
+        await s.close()
+
+
+def test_password_comes_from_env_or_file_never_the_dsn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="holds a password"):
+        PostgresSettings(dsn="postgresql://gw:secret@db/gateway")
+    monkeypatch.setenv("GW_TEST_PW", "s3cret")
+    settings = PostgresSettings(
+        dsn="postgresql://gw@db/gateway?sslmode=verify-full", password_env="GW_TEST_PW"
+    )
+    info = settings.conninfo()
+    assert "password=s3cret" in info and "sslmode=verify-full" in info
+    monkeypatch.delenv("GW_TEST_PW")
+    with pytest.raises(SecretError, match="GW_TEST_PW"):
+        settings.conninfo()
+    (tmp_path / "pw").write_text("from-file\n")
+    from_file = PostgresSettings(
+        dsn="postgresql://gw@db/gateway", password_file=str(tmp_path / "pw")
+    )
+    assert "password=from-file" in from_file.conninfo()
