@@ -1,0 +1,12 @@
+"""Simulated bus fleet over MQTT: routes, bus units, AVL replay and the CLI.
+
+routes.py     PMPML stop chains and Cairns GTFS shapes
+fleet.py      buses, engine model, faults, messages (pure, deterministic)
+avl.py        replay of real AVL as pvt messages
+publisher.py  paho publisher
+cli.py        `gateway sim buses` (register it with `firmware_sim.buses.register`)
+"""
+
+from firmware_sim.buses.cli import register, run_buses
+
+__all__ = ["register", "run_buses"]
