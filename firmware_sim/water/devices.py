@@ -1,0 +1,171 @@
+"""Simulated meters: the model's state written into register images by profile.
+
+Each SimMeter renders its register map from the same profile files the gateway
+reads (config/profiles), through `gateway.drivers.modbus.registers.encode`; the
+interop tests with mbpoll check the encoding independently of our decoder.
+
+    SimMeter(name, profile, unit_id, dma, role, index=0)
+    FaultSpec(device, kind, start_s=0.0, end_s=inf, delay_s=0.5, code=4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import numpy as np
+
+from firmware_sim.water.model import WaterModel
+from gateway.drivers.modbus.profiles import Point, Profile
+from gateway.drivers.modbus.registers import encode, encode_string
+
+Role = Literal["inlet", "zone", "amr", "hf"]
+FaultKind = Literal[
+    "stuck", "dead", "slow", "garbage", "crc", "exception",
+    "tamper", "low_battery", "empty_pipe", "meter_leak", "reverse_flow",
+]  # fmt: skip
+ALARMS = ("tamper", "low_battery", "empty_pipe", "meter_leak", "reverse_flow")
+PIPE_AREA_M2 = math.pi * 0.1**2  # DN200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """A fault on one device during [start_s, end_s) of sim time. Alarm kinds
+    (tamper, low_battery, empty_pipe, meter_leak, reverse_flow) set that bit."""
+
+    device: str
+    kind: FaultKind
+    start_s: float = 0.0
+    end_s: float = math.inf
+    delay_s: float = 0.5  # for slow replies
+    code: int = 4  # for exception: the Modbus exception code returned
+
+    def active(self, t: float) -> bool:
+        return self.start_s <= t < self.end_s
+
+
+def _table_size(profile: Profile, fc: int) -> int:
+    ends = [p.end for p in profile.points if p.fc == fc]
+    block = profile.sample_block
+    if block is not None and block.fc == fc:
+        ends += [block.seq_address + 2, block.data_address + block.size]
+    return max(ends, default=0) + 1
+
+
+class SimMeter:
+    def __init__(
+        self, name: str, profile: Profile, *, unit_id: int, dma: int, role: Role, index: int = 0
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.unit_id = unit_id
+        self.dma = dma  # 0-based
+        self.role = role
+        self.index = index
+        self.tcp_port = 0
+        self.tables: dict[int, list[int]] = {
+            fc: [0] * _table_size(profile, fc) for fc in (1, 2, 3, 4)
+        }
+        self.faults: list[FaultSpec] = []
+        self.requests = 0
+        self._noise = np.random.default_rng(unit_id * 7919 + dma).standard_normal(4093)
+
+    def fault(self, t: float, *kinds: str) -> FaultSpec | None:
+        for f in self.faults:
+            if f.kind in kinds and f.active(t):
+                return f
+        return None
+
+    def values(self, model: WaterModel) -> dict[str, float]:
+        state = model.dma(self.dma)
+        t = model.t
+        alarms = {a: float(self.fault(t, a) is not None) for a in ALARMS}
+        if self.role == "inlet":
+            q = state.inflow_lps
+            return {
+                "flow_lps": q,
+                "volume_m3": state.volume_l / 1000.0,
+                "pressure_m": state.inlet_head_m,
+                "velocity_ms": q / 1000.0 / PIPE_AREA_M2,
+                **alarms,
+            }
+        if self.role == "zone":
+            return {
+                "pressure_m": state.zone_head_m[self.index],
+                "battery_v": 3.6 - 1e-7 * t,
+                "uptime_s": t,
+                "temperature_c": 24.0 + 3.0 * math.sin(2 * math.pi * (t / 86400.0 - 0.3)),
+                **alarms,
+            }
+        if self.role == "amr":
+            return {
+                "volume_m3": state.amr_volume_l[self.index] / 1000.0,
+                "battery_pct": 87.0,
+                "valve_open": 1.0,
+                "reed_ok": 1.0,
+                **alarms,
+            }
+        return {"battery_v": 3.5}
+
+    def refresh(self, model: WaterModel) -> None:
+        """Render the model's state into the register images (not while stuck)."""
+        if self.fault(model.t, "stuck") is not None:
+            return
+        values = self.values(model)
+        bits: dict[tuple[int, int], int] = {}
+        for p in self.profile.points:
+            if p.type == "string":
+                self._put(p, encode_string(p, f"SIM{self.unit_id:05d}"))
+                continue
+            value = values.get(p.name, 0.0)
+            if p.rollover > 0:
+                value = math.fmod(value, p.rollover)
+            if p.type == "bit":
+                key = (p.fc, p.address)
+                bits[key] = bits.get(key, 0) | (int(value >= 0.5) << p.bit)
+                continue
+            self._put(p, encode(p, value))
+        for (fc, address), word in bits.items():
+            self.tables[fc][address] = word
+        block = self.profile.sample_block
+        if block is not None:
+            self._render_block(
+                model,
+                fc=block.fc,
+                seq_at=block.seq_address,
+                data_at=block.data_address,
+                size=block.size,
+                rate=block.rate_hz,
+                scale=block.scale,
+                offset=block.offset,
+            )
+
+    def _put(self, p: Point, regs: list[int]) -> None:
+        self.tables[p.fc][p.address : p.address + len(regs)] = regs
+
+    def _render_block(
+        self,
+        model: WaterModel,
+        *,
+        fc: int,
+        seq_at: int,
+        data_at: int,
+        size: int,
+        rate: float,
+        scale: float,
+        offset: float,
+    ) -> None:
+        """The newest `size` samples, oldest first, and the newest's sequence number.
+        Sample k is a pure function of k, so any read sees a consistent stream."""
+        seq = int(model.t * rate)
+        k = np.arange(seq - size, seq)
+        base = model.zone_head(self.dma, 0)
+        # a 0.3 Hz surge plus sensor noise, so transients and gaps are visible
+        p = base + 0.15 * np.sin(2 * np.pi * 0.3 * k / rate) + 0.05 * self._noise[k % 4093]
+        raw = np.round((p - offset) / scale).astype(np.int64) % 65536
+        raw[k < 0] = 0
+        table = self.tables[fc]
+        table[seq_at] = (seq >> 16) & 0xFFFF
+        table[seq_at + 1] = seq & 0xFFFF
+        table[data_at : data_at + size] = [int(v) for v in raw]

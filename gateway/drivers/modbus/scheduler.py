@@ -1,0 +1,309 @@
+"""The poll scheduler: one lane per link, devices taking turns on it.
+
+    serial line (rtu, rtu_over_tcp): one Lane, one link, all its devices in turn
+    tcp line: one Lane per device, each with its own connection, run concurrently
+
+    Lane.run():  pick the device due soonest -> wait for it (a queued write wakes us)
+                 -> run queued writes -> poll: one transaction per planned request,
+                 each with timeout and retries -> decode -> on_result(device, bundle)
+
+One request is outstanding per lane at any time, so an RS-485 line carries one
+frame at a time and a write (fc 5, 6, 15, 16) waits behind the current request,
+never interleaved. A device that fails keeps its interval once, then backs off
+exponentially (backoff_initial, doubling, up to backoff_max), so a dead meter
+costs its neighbours one timeout per backoff period instead of one per poll.
+
+    DevicePoll(settings, profile, meter, timeout, retries)
+    Lane(name, link, devices, *, char_bits=0, baudrate=0, inter_frame_delay=0.0,
+         backoff_initial=2.0, backoff_max=60.0, on_result)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from gateway.batch import NS_PER_S, Quality, ReadingBatch
+from gateway.bundle import Bundle
+from gateway.drivers.modbus.meters import MeterState
+from gateway.drivers.modbus.plan import Request, plan_requests
+from gateway.drivers.modbus.profiles import Profile, SampleBlock
+from gateway.drivers.modbus.registers import decode
+from gateway.drivers.modbus.settings import DeviceSettings
+from gateway.drivers.modbus.transport import DeviceException, LinkError, ModbusLink
+from gateway.logs import get_logger
+
+log = get_logger("gateway.modbus")
+
+OnResult = Callable[["DevicePoll", Bundle], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(slots=True)
+class DevicePoll:
+    """A device's plan and its running state (mutable: owned by one lane)."""
+
+    settings: DeviceSettings
+    profile: Profile
+    meter: MeterState
+    timeout: float
+    retries: int
+    requests: tuple[Request, ...] = ()
+    block_stream: int = -1
+    state: str = "unknown"  # unknown, up, or the failure: timeout, bad_frame, exception...
+    failures: int = 0
+    next_due: float = 0.0
+    polls: int = 0
+    failed_polls: int = 0
+    last_error: str = ""
+    last_seq: int | None = None
+    samples: int = 0
+    sample_gaps: int = 0
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        merge = self.profile.merge_requests if s.merge_requests is None else s.merge_requests
+        gap = self.profile.max_gap if s.max_gap is None else s.max_gap
+        self.requests = plan_requests(
+            self.profile.points, merge=merge, max_gap=gap, max_registers=self.profile.max_registers
+        )
+        self.rng = random.Random(s.name)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteJob:
+    device: str
+    fc: int
+    address: int
+    values: tuple[int, ...]
+    done: asyncio.Future[None]
+
+
+class Lane:
+    def __init__(
+        self,
+        name: str,
+        link: ModbusLink,
+        devices: Sequence[DevicePoll],
+        *,
+        on_result: OnResult,
+        char_bits: int = 0,
+        baudrate: int = 0,
+        inter_frame_delay: float = 0.0,
+        backoff_initial: float = 2.0,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.link = link
+        self.devices = list(devices)
+        self.on_result = on_result
+        self.char_bits = char_bits
+        self.baudrate = baudrate
+        self.inter_frame_delay = inter_frame_delay
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.writes: asyncio.Queue[WriteJob] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self.transactions = 0
+        self.busy_s = 0.0  # wall time with a request outstanding
+        self.frame_s = 0.0  # wire time of the frames (serial lines), from byte counts
+        self._since = time.monotonic()
+        self._mark = (0.0, 0.0)
+
+    def utilisation(self) -> float:
+        """Share of line time spent on frames since the last call (serial lines,
+        from byte counts and the baud rate), or busy with a request (tcp)."""
+        now = time.monotonic()
+        used = self.frame_s if self.baudrate else self.busy_s
+        elapsed = now - self._since
+        share = (used - self._mark[0]) / elapsed if elapsed > 0 else 0.0
+        self._since, self._mark = now, (used, 0.0)
+        return min(1.0, max(0.0, share))
+
+    async def submit_write(self, device: str, fc: int, address: int, values: Sequence[int]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.writes.put(WriteJob(device, fc, address, tuple(values), done))
+        self._wake.set()
+        await done
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for dev in self.devices:
+            # spread the first polls over the jitter window so devices do not all fire at once
+            dev.next_due = now + dev.rng.uniform(0, max(dev.settings.jitter, 0.05)) * min(
+                dev.settings.interval, 1.0
+            )
+        try:
+            while True:
+                await self._run_writes()
+                dev = min(self.devices, key=lambda d: d.next_due)
+                delay = dev.next_due - loop.time()
+                if delay > 0:
+                    self._wake.clear()
+                    if self.writes.empty():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
+                await self._poll(dev)
+        finally:
+            self.link.close()
+
+    async def _run_writes(self) -> None:
+        while not self.writes.empty():
+            job = self.writes.get_nowait()
+            dev = next(d for d in self.devices if d.name == job.device)
+            try:
+                call = functools.partial(
+                    self.link.write,
+                    job.fc,
+                    job.address,
+                    job.values,
+                    dev.settings.unit_id,
+                    dev.timeout,
+                )
+                await self._transact(call, dev)
+            except LinkError as err:
+                log.warning("write.failed", device=dev.name, fc=job.fc, error=str(err))
+                job.done.set_exception(err)
+            else:
+                job.done.set_result(None)
+
+    async def _transact(self, call: Callable[[], Awaitable[T]], dev: DevicePoll) -> T:
+        """One request with the device's retries. A Modbus exception is an
+        answer, so it is not retried; neither is a link that cannot connect."""
+        attempt = 0
+        while True:
+            tx0, rx0 = self.link.tx_bytes, self.link.rx_bytes
+            start = time.monotonic()
+            try:
+                return await call()
+            except DeviceException:
+                raise
+            except LinkError as err:
+                if attempt >= dev.retries or err.state == "link_down":
+                    raise
+                attempt += 1
+            finally:
+                self.transactions += 1
+                self.busy_s += time.monotonic() - start
+                if self.baudrate:
+                    chars = (self.link.tx_bytes - tx0) + (self.link.rx_bytes - rx0)
+                    # each frame is followed by 3.5 characters of silence
+                    self.frame_s += (chars + 7) * self.char_bits / self.baudrate
+                if self.inter_frame_delay:
+                    await asyncio.sleep(self.inter_frame_delay)
+
+    async def _poll(self, dev: DevicePoll) -> None:
+        loop = asyncio.get_running_loop()
+        ts = time.time_ns()
+        unit = dev.settings.unit_id
+        try:
+            regs: list[list[int]] = []
+            for req in dev.requests:
+                read = functools.partial(
+                    self.link.read, req.fc, req.address, req.count, unit, dev.timeout
+                )
+                regs.append(await self._transact(read, dev))
+            block = dev.profile.sample_block
+            samples = None
+            if block is not None:
+                start, count = _block_span(block)
+                read = functools.partial(self.link.read, block.fc, start, count, unit, dev.timeout)
+                raw = await self._transact(read, dev)
+                samples = self._samples(dev, block, raw, ts)
+        except LinkError as err:
+            dev.failures += 1
+            dev.polls += 1
+            dev.failed_polls += 1
+            dev.last_error = str(err)
+            if dev.state != err.state:
+                log.warning(
+                    "device.down",
+                    device=dev.name,
+                    lane=self.name,
+                    state=err.state,
+                    error=str(err),
+                    quality=Quality.describe(err.quality),
+                )
+                dev.state = err.state
+            bundle = Bundle(readings=dev.meter.failed(ts, err.quality))
+            dev.next_due = loop.time() + self._retry_delay(dev)
+            await self.on_result(dev, bundle)
+            return
+        values = np.empty(len(dev.meter.points), np.float64)
+        index = {p.name: i for i, p in enumerate(dev.meter.points)}
+        for req, got in zip(dev.requests, regs, strict=True):
+            for p in req.points:
+                i = index.get(p.name)
+                if i is not None:
+                    off = p.address - req.address
+                    values[i] = decode(p, got[off : off + p.width])
+        readings, events = dev.meter.good(ts, values)
+        if samples is not None:
+            readings = ReadingBatch.concat([readings, samples])
+        if dev.state != "up":
+            log.info("device.up", device=dev.name, lane=self.name, after_failures=dev.failures)
+            dev.state = "up"
+        dev.failures = 0
+        dev.polls += 1
+        interval = dev.settings.interval
+        step = interval * (1 + dev.rng.uniform(-0.5, 0.5) * dev.settings.jitter)
+        dev.next_due = max(dev.next_due + step, loop.time())
+        await self.on_result(dev, Bundle(readings=readings, events=tuple(events)))
+
+    def _retry_delay(self, dev: DevicePoll) -> float:
+        interval = dev.settings.interval
+        if dev.failures <= 1:
+            return interval
+        backoff = min(self.backoff_max, self.backoff_initial * 2.0 ** (dev.failures - 2))
+        return max(interval, backoff * (1 + dev.rng.uniform(0, 0.1)))
+
+    def _samples(
+        self, dev: DevicePoll, block: SampleBlock, raw: list[int], ts: int
+    ) -> ReadingBatch:
+        start, _ = _block_span(block)
+        s = block.seq_address - start
+        seq = (raw[s] << 16) | raw[s + 1]
+        d = block.data_address - start
+        data = np.asarray(raw[d : d + block.size], np.int64)
+        if block.type == "int16":
+            data = np.where(data >= 0x8000, data - 0x10000, data)
+        if dev.last_seq is None:
+            new = min(seq, block.size)
+        else:
+            new = (seq - dev.last_seq) % (1 << 32)
+            if new > block.size:
+                dev.sample_gaps += new - block.size
+                log.warning("samples.gap", device=dev.name, lost=new - block.size)
+                new = block.size
+        dev.last_seq = seq
+        dev.samples += new
+        period = round(NS_PER_S / block.rate_hz)
+        vals = data[block.size - new :].astype(np.float64) * block.scale + block.offset
+        stamps = ts - period * np.arange(new - 1, -1, -1, dtype=np.int64)
+        ids = np.full(new, dev.block_stream, np.int32)
+        return ReadingBatch(stamps, ids, vals, np.zeros(new, np.uint8))
+
+
+def _block_span(block: SampleBlock) -> tuple[int, int]:
+    start = min(block.seq_address, block.data_address)
+    end = max(block.seq_address + 2, block.data_address + block.size)
+    return start, end - start

@@ -1,0 +1,203 @@
+"""ModbusSource: polls the configured meters and emits bundles of readings.
+
+    ModbusSettings --> ModbusSource(settings, registry)
+                          |  run(emit): one TaskGroup, one Lane task per serial line
+                          |  and per TCP device
+                          v
+          Bundle(readings=ReadingBatch, events=(Event...)) --emit--> pipeline
+
+Streams are registered in the StreamRegistry when the source is built, so the
+registry knows every name, unit and kind before the first poll. A device that
+does not answer never raises out of `run`: its readings are NaN with
+COMM_ERROR/TIMEOUT (or CRC, exception) quality, it is logged once per change
+of state, and the other devices keep their rate.
+
+    ModbusSource(settings: ModbusSettings, registry: StreamRegistry, *,
+                 profiles: Mapping[str, Profile] | None = None, name: str = "modbus")
+        .devices_total -> int           .devices_up() -> int
+        .status() -> list[DeviceStatus] .utilisation() -> dict[str, float]
+        await .write(device, fc, address, values)   # fc 5, 6, 15, 16, queued on the line
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from gateway.bundle import Bundle
+from gateway.drivers.modbus.meters import MeterState
+from gateway.drivers.modbus.profiles import (
+    Profile,
+    ProfileError,
+    default_profiles_dir,
+    load_profiles,
+)
+from gateway.drivers.modbus.scheduler import DevicePoll, Lane
+from gateway.drivers.modbus.settings import LineSettings, ModbusSettings
+from gateway.drivers.modbus.transport import open_link
+from gateway.runtime import Emit
+from gateway.streams import StreamRegistry
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    name: str
+    line: str
+    state: str  # unknown, up, timeout, bad_frame, exception, link_down
+    polls: int
+    failed_polls: int
+    last_error: str
+    samples: int = 0
+    sample_gaps: int = 0
+
+
+def resolve_profiles_dir(configured: str) -> Path:
+    """The configured folder; a relative one that does not exist under the
+    working directory is looked up in the source tree (for `gateway demo`)."""
+    path = Path(configured)
+    if path.is_dir() or path.is_absolute():
+        return path
+    return default_profiles_dir()
+
+
+class ModbusSource:
+    def __init__(
+        self,
+        settings: ModbusSettings,
+        registry: StreamRegistry,
+        *,
+        profiles: Mapping[str, Profile] | None = None,
+        name: str = "modbus",
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.registry = registry
+        if profiles is None:
+            profiles = load_profiles(resolve_profiles_dir(settings.profiles_dir))
+        self.profiles = dict(profiles)
+        self.polls: list[DevicePoll] = []
+        for dev in settings.devices:
+            if not dev.enabled:
+                continue
+            profile = self.profiles.get(dev.profile)
+            if profile is None:
+                raise ProfileError(
+                    settings.profiles_dir,
+                    "",
+                    f"device {dev.name!r} names profile {dev.profile!r}, which is not there; "
+                    f"known profiles: {sorted(self.profiles) or 'none'}",
+                )
+            line = settings.line(dev.line)
+            poll = DevicePoll(
+                settings=dev,
+                profile=profile,
+                meter=MeterState(dev.name, profile, registry),
+                timeout=dev.timeout if dev.timeout is not None else line.timeout,
+                retries=dev.retries if dev.retries is not None else line.retries,
+            )
+            block = profile.sample_block
+            if block is not None:
+                poll.block_stream = registry.register(
+                    f"{dev.name}/{block.name}", block.unit, block.kind
+                )
+            self.polls.append(poll)
+        self.lanes: list[Lane] = []
+        self._emit: Emit | None = None
+
+    @property
+    def devices_total(self) -> int:
+        return len(self.polls)
+
+    def devices_up(self) -> int:
+        return sum(1 for p in self.polls if p.up)
+
+    def status(self) -> list[DeviceStatus]:
+        return [
+            DeviceStatus(
+                p.name,
+                p.settings.line,
+                p.state,
+                p.polls,
+                p.failed_polls,
+                p.last_error,
+                p.samples,
+                p.sample_gaps,
+            )
+            for p in self.polls
+        ]
+
+    def utilisation(self) -> dict[str, float]:
+        """Per lane: share of line time on frames since the last call."""
+        return {lane.name: lane.utilisation() for lane in self.lanes}
+
+    def _lanes(self) -> list[Lane]:
+        lanes: list[Lane] = []
+        s = self.settings
+        for line in s.lines:
+            polls = [p for p in self.polls if p.settings.line == line.name]
+            if not polls:
+                continue
+            if line.kind == "tcp":
+                for p in polls:
+                    link = open_link(
+                        "tcp",
+                        host=p.settings.host or line.host,
+                        port=p.settings.tcp_port or line.tcp_port,
+                        timeout=p.timeout,
+                    )
+                    lanes.append(self._lane(f"{line.name}:{p.name}", link, [p], line))
+            else:
+                link = open_link(
+                    line.kind,
+                    host=line.host,
+                    port=line.tcp_port,
+                    serial_port=line.port,
+                    baudrate=line.baudrate,
+                    parity=line.parity,
+                    bytesize=line.bytesize,
+                    stopbits=line.stopbits,
+                    timeout=line.timeout,
+                )
+                lanes.append(self._lane(line.name, link, polls, line))
+        return lanes
+
+    def _lane(
+        self, name: str, link: object, polls: Sequence[DevicePoll], line: LineSettings
+    ) -> Lane:
+        serial = line.kind != "tcp"
+        return Lane(
+            name,
+            link,  # type: ignore[arg-type]
+            polls,
+            on_result=self._on_result,
+            char_bits=line.char_bits() if serial else 0,
+            baudrate=line.baudrate if serial else 0,
+            inter_frame_delay=line.inter_frame_delay if serial else 0.0,
+            backoff_initial=self.settings.backoff_initial,
+            backoff_max=self.settings.backoff_max,
+        )
+
+    async def _on_result(self, poll: DevicePoll, bundle: Bundle) -> None:
+        if self._emit is not None and len(bundle):
+            await self._emit(bundle)
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        self.lanes = self._lanes()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for lane in self.lanes:
+                    tg.create_task(lane.run(), name=f"modbus-lane:{lane.name}")
+        finally:
+            for lane in self.lanes:
+                lane.link.close()
+
+    async def write(self, device: str, fc: int, address: int, values: Sequence[int]) -> None:
+        """Write on the device's line, behind the request in flight (never interleaved)."""
+        for lane in self.lanes:
+            if any(p.name == device for p in lane.devices):
+                await lane.submit_write(device, fc, address, values)
+                return
+        raise KeyError(f"no running device {device!r}")
