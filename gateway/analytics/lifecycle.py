@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway.events import Alert, Severity
+from gateway.events import Alert, Severity, alert_id
 
 NS_PER_S = 1_000_000_000
 
@@ -89,6 +89,7 @@ class _Track:
     last_active: int  # ns, last observation at or above clear_score
     last_emit: int  # ns, data time of the last emitted transition
     pending: dict[str, Any]  # newest figures not yet emitted
+    held: bool = False  # cleared only by clear(), never by the hold time
 
 
 def _merge_evidence(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class AlertTracker:
 
     def __init__(self, settings: LifecycleSettings | None = None) -> None:
         self.settings = settings or LifecycleSettings()
-        self._open: dict[tuple[str, str], _Track] = {}
+        self._open: dict[tuple[str, str, str], _Track] = {}
 
     def __iter__(self) -> Iterator[Alert]:
         return (t.alert for t in self._open.values())
@@ -121,8 +122,8 @@ class AlertTracker:
     def __len__(self) -> int:
         return len(self._open)
 
-    def get(self, kind: str, asset: str) -> Alert | None:
-        track = self._open.get((kind, asset))
+    def get(self, kind: str, asset: str, subkey: str = "") -> Alert | None:
+        track = self._open.get((kind, asset, subkey))
         return track.alert if track else None
 
     def observe(
@@ -136,13 +137,22 @@ class AlertTracker:
         started_at: int | None = None,
         evidence: Mapping[str, Any] | None = None,
         message: str = "",
+        subkey: str = "",
+        held: bool = False,
     ) -> list[Alert]:
-        """Record one observation; return the transitions it causes (0, 1 or 2)."""
+        """Record one observation; return the transitions it causes (0, 1 or 2).
+
+        `subkey` tells apart conditions of one kind on one asset (a stuck and a
+        drifting sensor). A `held` alert describes a state with a known end (a
+        stream that stopped, a value that froze): it stays open until
+        `clear()`, however long it goes without an observation.
+        """
         policy = self.settings.policy(kind)
-        key = (kind, asset)
+        key = (kind, asset, subkey)
         out: list[Alert] = []
         track = self._open.get(key)
-        if track is not None and at - track.last_active > policy.clear_after_s * NS_PER_S:
+        hold_ns = policy.clear_after_s * NS_PER_S
+        if track is not None and not track.held and at - track.last_active > hold_ns:
             out.append(self._clear(key, track, policy))
             track = None
         if not score >= policy.clear_score:  # also false for NaN
@@ -163,8 +173,9 @@ class AlertTracker:
                 score=score,
                 evidence=_merge_evidence({}, evidence or {}),
                 needs_ack=severity is Severity.CRITICAL and policy.critical_needs_ack,
+                id=alert_id(kind, f"{asset}|{subkey}" if subkey else asset, at),
             )
-            self._open[key] = _Track(alert, at, at, {})
+            self._open[key] = _Track(alert, at, at, {}, held)
             out.append(alert)
             return out
         track.last_active = at
@@ -203,13 +214,13 @@ class AlertTracker:
         out = []
         for key, track in list(self._open.items()):
             policy = self.settings.policy(key[0])
-            if now - track.last_active > policy.clear_after_s * NS_PER_S:
+            if not track.held and now - track.last_active > policy.clear_after_s * NS_PER_S:
                 out.append(self._clear(key, track, policy))
         return out
 
-    def clear_all(self, kind: str, asset: str, at: int) -> list[Alert]:
+    def clear(self, kind: str, asset: str, at: int, subkey: str = "") -> list[Alert]:
         """Clear an open alert now (the condition is known to be over)."""
-        track = self._open.pop((kind, asset), None)
+        track = self._open.pop((kind, asset, subkey), None)
         if track is None:
             return []
         alert = self._apply_pending(track, at, self.settings.policy(kind))
@@ -231,7 +242,7 @@ class AlertTracker:
         track.pending = {}
         return alert
 
-    def _clear(self, key: tuple[str, str], track: _Track, policy: KindPolicy) -> Alert:
+    def _clear(self, key: tuple[str, str, str], track: _Track, policy: KindPolicy) -> Alert:
         del self._open[key]
         at = track.last_active + round(policy.clear_after_s * NS_PER_S)
         alert = self._apply_pending(track, track.last_active, policy)

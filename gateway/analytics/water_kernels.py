@@ -1,0 +1,1074 @@
+"""Numba kernels behind the water detectors: arrays in, arrays out, state explicit.
+
+Two kernels, run one after the other on each batch:
+
+    readings --ingest_rows--> per-DMA minute rows (one mean per DMA stream)
+                 |        +-> sample events (gap, stuck, spike, transient on/off)
+                 v
+    minute rows --step_minutes--> per-minute scores (burst, inflow CUSUM,
+                                  night flow, pressure gradient, mass balance)
+
+Both are causal and process rows strictly in order, so the output depends on
+the rows and never on where the batches were cut. Each kernel may stop early
+when its output buffers fill; it returns where it stopped and the caller calls
+it again from there.
+
+Gap rule (see `WaterSettings`): a DMA minute is judged once its data time
+watermark (the newest reading of any of its streams) is `grace_minutes` past
+the minute's end; a reading older than that is late and dropped. When the
+watermark jumps more than `gap_reset_minutes`, short-term state (burst windows,
+CUSUM sums, the open bin and night) is reset and the jump is reported as one gap
+row; learned baselines are kept unless the gap is longer than
+`baseline_max_age_minutes`, in which case they are forgotten and learned again.
+A reading more than `clock_jump_minutes` behind the watermark is a clock jump
+back: the DMA's timeline restarts there, with the same reset.
+"""
+
+# Kernels take columns, state and outputs positionally: numba has no keyword-only arguments.
+# ruff: noqa: PLR0917
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.analytics import kernels as _kernels
+
+# via kernels, which points NUMBA_CACHE_DIR somewhere writable before numba loads
+njit = _kernels.numba.njit  # type: ignore[attr-defined]
+
+NS_PER_MIN = 60_000_000_000
+NS_PER_S = 1_000_000_000
+
+# slot roles
+INFLOW, OUTFLOW, PRESSURE, CONSUMPTION = 0, 1, 2, 3
+
+# sample event types
+EV_GAP, EV_STUCK_ON, EV_STUCK_OFF, EV_SPIKE, EV_TRANSIENT_ON, EV_TRANSIENT_OFF = 1, 2, 3, 4, 5, 6
+
+# ingest parameters (float64 array, index names)
+P_DROPOUT_NS, P_STUCK_NS, P_STUCK_EPS, P_SPIKE_K, P_SPIKE_FLOOR = 0, 1, 2, 3, 4
+P_TR_MIN_HZ, P_TR_TAU_S, P_TR_K, P_TR_MIN_M, P_TR_QUIET_NS, P_TR_MAX_NS = 5, 6, 7, 8, 9, 10
+P_GRACE_MIN, P_GAP_RESET_MIN, P_CLOCK_JUMP_MIN = 11, 12, 13
+N_INGEST_PARAMS = 14
+
+# per-slot int state
+SI_LAST_TS, SI_CUR_MIN, SI_STUCK_SINCE, SI_STUCK_ON, SI_TR_ON, SI_TR_ONSET = 0, 1, 2, 3, 4, 5
+SI_TR_QUIET, SI_TR_LASTQ, SI_N, SI_PREV_TS = 6, 7, 8, 9
+N_SI = 10
+# per-slot float state
+SF_SUM, SF_CNT, SF_X1, SF_X2, SF_DIFF, SF_DT, SF_BASE, SF_VAR, SF_PEAK = 0, 1, 2, 3, 4, 5, 6, 7, 8
+SF_TR_N = 9
+N_SF = 10
+RING = 16  # closed minutes kept per slot, > grace_minutes
+# per-DMA int state
+DI_WATERMARK, DI_DONE_MIN = 0, 1
+N_DI = 2
+# counters
+C_BAD, C_DISORDER, C_LATE, C_CLOCK_JUMP, C_GAP = 0, 1, 2, 3, 4
+N_COUNTERS = 5
+
+
+def new_ingest_state(
+    n_slots: int, n_dma: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    si = np.zeros((n_slots, N_SI), np.int64)
+    si[:, SI_CUR_MIN] = -1
+    sf = np.zeros((n_slots, N_SF), np.float64)
+    sf[:, SF_X1] = np.nan
+    sf[:, SF_X2] = np.nan
+    ring = np.full((n_slots, RING), np.nan)
+    ring_min = np.full((n_slots, RING), -1, np.int64)
+    di = np.zeros((n_dma, N_DI), np.int64)
+    di[:, DI_DONE_MIN] = -1
+    counters = np.zeros(N_COUNTERS, np.int64)
+    return si, sf, ring, ring_min, di, counters
+
+
+@njit(cache=True, nogil=True)
+def _close_minute(s, si, sf, ring, ring_min):  # type: ignore[no-untyped-def]
+    m = si[s, SI_CUR_MIN]
+    if m >= 0:
+        k = m % RING
+        ring[s, k] = sf[s, SF_SUM] / sf[s, SF_CNT] if sf[s, SF_CNT] > 0 else np.nan
+        ring_min[s, k] = m
+    sf[s, SF_SUM] = 0.0
+    sf[s, SF_CNT] = 0.0
+    si[s, SI_CUR_MIN] = -1
+
+
+@njit(cache=True, nogil=True)
+def _emit_minutes(  # type: ignore[no-untyped-def]
+    d,
+    upto,
+    dma_ptr,
+    dma_slots,
+    si,
+    sf,
+    ring,
+    ring_min,
+    di,
+    counters,
+    out_dma,
+    out_min,
+    out_gap,
+    out_vals,
+    n_out,
+    gap_reset,
+):
+    """Judge DMA `d`'s minutes up to `upto` inclusive; returns the new n_out."""
+    cap = out_min.shape[0]
+    done = di[d, DI_DONE_MIN]
+    if done >= 0 and upto - done > gap_reset:
+        # a long silence: one gap row instead of days of empty minutes
+        if n_out >= cap:
+            return n_out
+        out_dma[n_out] = d
+        out_min[n_out] = upto
+        out_gap[n_out] = 1
+        out_vals[n_out, :] = np.nan
+        n_out += 1
+        counters[C_GAP] += 1
+        for j in range(dma_ptr[d], dma_ptr[d + 1]):
+            s = dma_slots[j]
+            ring_min[s, :] = -1
+            _close_minute(s, si, sf, ring, ring_min)
+            ring_min[s, :] = -1
+        di[d, DI_DONE_MIN] = upto
+        return n_out
+    if done < 0:
+        done = upto - 1
+        di[d, DI_DONE_MIN] = done
+    m = done + 1
+    while m <= upto:
+        if n_out >= cap:
+            return n_out
+        out_dma[n_out] = d
+        out_min[n_out] = m
+        out_gap[n_out] = 0
+        out_vals[n_out, :] = np.nan
+        for j in range(dma_ptr[d], dma_ptr[d + 1]):
+            s = dma_slots[j]
+            if si[s, SI_CUR_MIN] == m:
+                _close_minute(s, si, sf, ring, ring_min)
+            k = m % RING
+            if ring_min[s, k] == m:
+                out_vals[n_out, j - dma_ptr[d]] = ring[s, k]
+        n_out += 1
+        di[d, DI_DONE_MIN] = m
+        m += 1
+    return n_out
+
+
+@njit(cache=True, nogil=True)
+def ingest_rows(  # type: ignore[no-untyped-def]
+    ts,
+    stream,
+    value,
+    quality,
+    start,
+    slot_ptr,
+    slot_list,
+    slot_dma,
+    slot_role,
+    dma_ptr,
+    dma_slots,
+    params,
+    si,
+    sf,
+    ring,
+    ring_min,
+    di,
+    counters,
+    out_dma,
+    out_min,
+    out_gap,
+    out_vals,
+    ev_type,
+    ev_slot,
+    ev_t0,
+    ev_t1,
+    ev_v0,
+    ev_v1,
+):
+    """Rows from `start` into DMA minute rows and sample events.
+
+    Returns (next_row, n_minute_rows, n_events); next_row < len(ts) when an
+    output buffer filled up.
+    """
+    n = ts.shape[0]
+    cap_out = out_min.shape[0]
+    cap_ev = ev_type.shape[0]
+    n_out = 0
+    n_ev = 0
+    n_streams = slot_ptr.shape[0] - 1
+    grace = np.int64(params[P_GRACE_MIN])
+    gap_reset = np.int64(params[P_GAP_RESET_MIN])
+    jump = np.int64(params[P_CLOCK_JUMP_MIN]) * NS_PER_MIN
+    i = start
+    while i < n:
+        # room for the worst case of this row: every DMA emits grace+2 rows, every slot 2 events
+        if n_out + (grace + 2) * (dma_ptr.shape[0] - 1) > cap_out or n_ev + 8 > cap_ev:
+            break
+        sid = stream[i]
+        if sid < 0 or sid >= n_streams:
+            i += 1
+            continue
+        t = ts[i]
+        x = value[i]
+        good = np.isfinite(x) and (quality[i] & 15) == 0
+        for j in range(slot_ptr[sid], slot_ptr[sid + 1]):
+            s = slot_list[j]
+            d = slot_dma[s]
+            wm = di[d, DI_WATERMARK]
+            if wm > 0 and t < wm - jump:
+                # clock jumped back: restart this DMA's timeline at t
+                counters[C_CLOCK_JUMP] += 1
+                for jj in range(dma_ptr[d], dma_ptr[d + 1]):
+                    ss = dma_slots[jj]
+                    si[ss, SI_LAST_TS] = 0
+                    si[ss, SI_CUR_MIN] = -1
+                    sf[ss, SF_SUM] = 0.0
+                    sf[ss, SF_CNT] = 0.0
+                    ring_min[ss, :] = -1
+                di[d, DI_WATERMARK] = 0
+                di[d, DI_DONE_MIN] = t // NS_PER_MIN - 1
+                out_dma[n_out] = d
+                out_min[n_out] = t // NS_PER_MIN - 1
+                out_gap[n_out] = 1
+                out_vals[n_out, :] = np.nan
+                n_out += 1
+                wm = 0
+            last = si[s, SI_LAST_TS]
+            if last > 0 and t <= last:
+                counters[C_DISORDER] += 1
+                continue
+            minute = t // NS_PER_MIN
+            if minute <= di[d, DI_DONE_MIN]:
+                counters[C_LATE] += 1
+                continue
+            if last > 0 and t - last > params[P_DROPOUT_NS]:
+                ev_type[n_ev] = EV_GAP
+                ev_slot[n_ev] = s
+                ev_t0[n_ev] = last
+                ev_t1[n_ev] = t
+                ev_v0[n_ev] = np.nan
+                ev_v1[n_ev] = np.nan
+                n_ev += 1
+            si[s, SI_LAST_TS] = t
+            if t > wm:
+                di[d, DI_WATERMARK] = t
+            if not good:
+                counters[C_BAD] += 1
+            else:
+                # minute aggregate
+                if si[s, SI_CUR_MIN] != minute:
+                    _close_minute(s, si, sf, ring, ring_min)
+                    si[s, SI_CUR_MIN] = minute
+                sf[s, SF_SUM] += x
+                sf[s, SF_CNT] += 1.0
+                n_ev = _sample_checks(
+                    s,
+                    t,
+                    x,
+                    slot_role[s],
+                    params,
+                    si,
+                    sf,
+                    ev_type,
+                    ev_slot,
+                    ev_t0,
+                    ev_t1,
+                    ev_v0,
+                    ev_v1,
+                    n_ev,
+                )
+            upto = di[d, DI_WATERMARK] // NS_PER_MIN - 1 - grace
+            if upto > di[d, DI_DONE_MIN]:
+                n_out = _emit_minutes(
+                    d,
+                    upto,
+                    dma_ptr,
+                    dma_slots,
+                    si,
+                    sf,
+                    ring,
+                    ring_min,
+                    di,
+                    counters,
+                    out_dma,
+                    out_min,
+                    out_gap,
+                    out_vals,
+                    n_out,
+                    gap_reset,
+                )
+        i += 1
+    return i, n_out, n_ev
+
+
+@njit(cache=True, nogil=True)
+def _push_event(ev_type, ev_slot, ev_t0, ev_t1, ev_v0, ev_v1, n_ev, kind, s, t0, t1, v0, v1):  # type: ignore[no-untyped-def]
+    ev_type[n_ev] = kind
+    ev_slot[n_ev] = s
+    ev_t0[n_ev] = t0
+    ev_t1[n_ev] = t1
+    ev_v0[n_ev] = v0
+    ev_v1[n_ev] = v1
+    return n_ev + 1
+
+
+@njit(cache=True, nogil=True)
+def _sample_checks(  # type: ignore[no-untyped-def]
+    s, t, x, role, params, si, sf, ev_type, ev_slot, ev_t0, ev_t1, ev_v0, ev_v1, n_ev
+):
+    """Stuck, spike and (for fast pressure streams) transient checks on one good sample."""
+    x1 = sf[s, SF_X1]
+    x2 = sf[s, SF_X2]
+    prev_ts = si[s, SI_PREV_TS]
+    si[s, SI_N] += 1
+    # stuck: the exact value repeating for stuck_s (customer meters idle legitimately)
+    if role != CONSUMPTION:
+        if np.isfinite(x1) and abs(x - x1) <= params[P_STUCK_EPS]:
+            if si[s, SI_STUCK_SINCE] == 0:
+                si[s, SI_STUCK_SINCE] = prev_ts
+            if si[s, SI_STUCK_ON] == 0 and t - si[s, SI_STUCK_SINCE] >= params[P_STUCK_NS]:
+                si[s, SI_STUCK_ON] = 1
+                n_ev = _push_event(
+                    ev_type,
+                    ev_slot,
+                    ev_t0,
+                    ev_t1,
+                    ev_v0,
+                    ev_v1,
+                    n_ev,
+                    EV_STUCK_ON,
+                    s,
+                    si[s, SI_STUCK_SINCE],
+                    t,
+                    x,
+                    0.0,
+                )
+        else:
+            if si[s, SI_STUCK_ON] == 1:
+                n_ev = _push_event(
+                    ev_type,
+                    ev_slot,
+                    ev_t0,
+                    ev_t1,
+                    ev_v0,
+                    ev_v1,
+                    n_ev,
+                    EV_STUCK_OFF,
+                    s,
+                    si[s, SI_STUCK_SINCE],
+                    t,
+                    x,
+                    0.0,
+                )
+            si[s, SI_STUCK_ON] = 0
+            si[s, SI_STUCK_SINCE] = 0
+    # spike: x1 jumped away from x2 and x came back; judged one sample late
+    spiked = False
+    if np.isfinite(x1) and np.isfinite(x2) and si[s, SI_N] > 30:
+        jump1 = abs(x1 - x2)
+        limit = params[P_SPIKE_K] * sf[s, SF_DIFF] + params[P_SPIKE_FLOOR]
+        if jump1 > limit and abs(x - x2) < 0.3 * jump1:
+            spiked = True
+            n_ev = _push_event(
+                ev_type,
+                ev_slot,
+                ev_t0,
+                ev_t1,
+                ev_v0,
+                ev_v1,
+                n_ev,
+                EV_SPIKE,
+                s,
+                prev_ts,
+                t,
+                x1,
+                x1 - x2,
+            )
+    if np.isfinite(x1) and not spiked:
+        diff = abs(x - x1)
+        if si[s, SI_N] <= 2:
+            sf[s, SF_DIFF] = diff
+        else:
+            sf[s, SF_DIFF] += 0.05 * (min(diff, 10.0 * sf[s, SF_DIFF] + 1e-9) - sf[s, SF_DIFF])
+    # transient: only on pressure streams sampled at >= transient_min_hz
+    if role == PRESSURE and prev_ts > 0:
+        dt = float(t - prev_ts)
+        sf[s, SF_DT] = dt if sf[s, SF_DT] == 0.0 else sf[s, SF_DT] + 0.1 * (dt - sf[s, SF_DT])
+        if sf[s, SF_DT] <= NS_PER_S / params[P_TR_MIN_HZ] and dt < 10 * NS_PER_S:
+            n_ev = _transient(
+                s, t, x, dt, params, si, sf, ev_type, ev_slot, ev_t0, ev_t1, ev_v0, ev_v1, n_ev
+            )
+        else:
+            sf[s, SF_TR_N] = 0.0
+            si[s, SI_TR_ON] = 0
+    sf[s, SF_X2] = x1
+    sf[s, SF_X1] = x
+    si[s, SI_PREV_TS] = t
+    return n_ev
+
+
+@njit(cache=True, nogil=True)
+def _transient(s, t, x, dt, params, si, sf, ev_type, ev_slot, ev_t0, ev_t1, ev_v0, ev_v1, n_ev):  # type: ignore[no-untyped-def]
+    if sf[s, SF_TR_N] == 0.0:
+        sf[s, SF_BASE] = x
+        sf[s, SF_VAR] = 0.0
+    sf[s, SF_TR_N] += 1.0
+    dev = x - sf[s, SF_BASE]
+    sd = np.sqrt(sf[s, SF_VAR])
+    thr = max(params[P_TR_K] * sd, params[P_TR_MIN_M])
+    warm = sf[s, SF_TR_N] * dt >= params[P_TR_TAU_S] * NS_PER_S
+    if si[s, SI_TR_ON] == 0:
+        if warm and abs(dev) > thr:
+            si[s, SI_TR_ON] = 1
+            si[s, SI_TR_ONSET] = si[s, SI_TR_LASTQ] if si[s, SI_TR_LASTQ] > 0 else t
+            si[s, SI_TR_QUIET] = 0
+            sf[s, SF_PEAK] = dev
+            n_ev = _push_event(
+                ev_type,
+                ev_slot,
+                ev_t0,
+                ev_t1,
+                ev_v0,
+                ev_v1,
+                n_ev,
+                EV_TRANSIENT_ON,
+                s,
+                si[s, SI_TR_ONSET],
+                t,
+                dev,
+                sd,
+            )
+        else:
+            alpha = min(dt / (params[P_TR_TAU_S] * NS_PER_S), 1.0)
+            sf[s, SF_BASE] += alpha * dev
+            sf[s, SF_VAR] += alpha * (dev * dev - sf[s, SF_VAR])
+            if abs(dev) <= 2.0 * sd + 1e-12 or not warm:
+                si[s, SI_TR_LASTQ] = t
+        return n_ev
+    if abs(dev) > abs(sf[s, SF_PEAK]):
+        sf[s, SF_PEAK] = dev
+    if abs(dev) < 0.5 * thr:
+        if si[s, SI_TR_QUIET] == 0:
+            si[s, SI_TR_QUIET] = t
+    else:
+        si[s, SI_TR_QUIET] = 0
+    quiet = si[s, SI_TR_QUIET] > 0 and t - si[s, SI_TR_QUIET] >= params[P_TR_QUIET_NS]
+    if quiet or t - si[s, SI_TR_ONSET] >= params[P_TR_MAX_NS]:
+        si[s, SI_TR_ON] = 0
+        n_ev = _push_event(
+            ev_type,
+            ev_slot,
+            ev_t0,
+            ev_t1,
+            ev_v0,
+            ev_v1,
+            n_ev,
+            EV_TRANSIENT_OFF,
+            s,
+            si[s, SI_TR_ONSET],
+            t,
+            sf[s, SF_PEAK],
+            0.0,
+        )
+        # the pressure may settle at a new level: learn it afresh
+        sf[s, SF_BASE] = x
+        si[s, SI_TR_LASTQ] = t
+    return n_ev
+
+
+# ---------------------------------------------------------------- minute detectors
+MAXP = 8  # pressure points per DMA
+W = 64  # minutes of residual and pressure kept for the burst windows
+BURST_AFTER, BURST_BEFORE = 5, 30
+
+# step parameters
+(
+    Q_BIN_MIN,
+    Q_HIST,
+    Q_MIN_HIST,
+    Q_SCALE_MIN,
+    Q_FLOOR_REL,
+    Q_FLOOR_LPS,
+    Q_CUSUM_K,
+    Q_CUSUM_H,
+    Q_RELEARN_MIN,
+    Q_NIGHT_START,
+    Q_NIGHT_END,
+    Q_NIGHT_HIST,
+    Q_NIGHT_MIN,
+    Q_NIGHT_Z,
+    Q_NIGHT_ALLOW,
+    Q_BURST_K,
+    Q_BURST_FRAC,
+    Q_BURST_LPS,
+    Q_BURST_DROP_M,
+    Q_BURST_TRACK_MIN,
+    Q_DP_FLOOR_M,
+    Q_DP_H,
+    Q_MB_H,
+    Q_GAP_RESET_MIN,
+    Q_MAX_AGE_MIN,
+    Q_TZ_MIN,
+) = range(26)
+N_STEP_PARAMS = 26
+
+# per-DMA float state
+(
+    F_QMEAN,
+    F_QN,
+    F_SCALE,
+    F_DIFF,
+    F_BSUM,
+    F_BN,
+    F_BCSUM,
+    F_BCN,
+    F_S,
+    F_RES_SUM,
+    F_RES_N,
+    F_NSUM,
+    F_NN,
+    F_BREF,
+    F_BSTEP,
+    F_SMB,
+    F_MB_SUM,
+    F_MB_N,
+    F_BPREF,
+    F_BPSTEP,
+) = range(20)
+N_F = 20
+# per-DMA int state
+(
+    I_LAST_M,
+    I_BIN,
+    I_S_START,
+    I_ALARM_SINCE,
+    I_NIGHT_DAY,
+    I_LAST_NORMAL,
+    I_BURST_ON,
+    I_BURST_START,
+    I_MB_START,
+    I_BPOINT,
+    I_MB_ALARM_SINCE,
+) = range(11)
+N_I = 11
+# outputs
+(
+    O_BURST,
+    O_BURST_MAG,
+    O_BURST_DROP,
+    O_CUSUM,
+    O_CUSUM_MAG,
+    O_MNF,
+    O_MNF_MAG,
+    O_MNF_VAL,
+    O_MNF_BASE,
+    O_DP,
+    O_DP_MAG,
+    O_MB,
+    O_MB_MAG,
+    O_QMEAN,
+    O_RESID,
+) = range(15)
+N_O = 15
+OI_BURST_START, OI_CUSUM_START, OI_MNF_START, OI_DP_POINT, OI_MB_START, OI_BURST_POINT = range(6)
+N_OI = 6
+MB_RING = 192  # two days of 15-minute bins
+
+
+class StepState:
+    """The minute detectors' state for `n_dma` DMAs (plain arrays, numba reads them)."""
+
+    def __init__(self, n_dma: int, bin_min: int, hist: int, night_hist: int) -> None:
+        nwb = 7 * 1440 // bin_min
+        ndb = 1440 // bin_min
+        self.f = np.zeros((n_dma, N_F))
+        self.f[:, F_SCALE] = 1.0
+        self.i = np.zeros((n_dma, N_I), np.int64)
+        self.i[:, I_LAST_M] = -1
+        self.i[:, I_BIN] = -1
+        self.i[:, I_NIGHT_DAY] = -1
+        self.rr = np.full((n_dma, W), np.nan)
+        self.pr = np.full((n_dma, MAXP, W), np.nan)
+        self.pdiff = np.zeros((n_dma, MAXP))
+        self.bdp = np.zeros((n_dma, MAXP, 2))  # bin sums of inlet - point pressure, and counts
+        self.wk = np.full((n_dma, nwb, hist), np.nan)
+        self.wkn = np.zeros((n_dma, nwb), np.int64)
+        self.dy = np.full((n_dma, ndb, hist), np.nan)
+        self.dyn = np.zeros((n_dma, ndb), np.int64)
+        self.dp = np.full((n_dma, MAXP, ndb, hist), np.nan)
+        self.dpn = np.zeros((n_dma, MAXP, ndb), np.int64)
+        self.sdp = np.zeros((n_dma, MAXP, 2))  # two-sided CUSUM of the gradient residual
+        self.night = np.full((n_dma, night_hist), np.nan)
+        self.nightn = np.zeros(n_dma, np.int64)
+        self.mb = np.full((n_dma, MB_RING), np.nan)
+        self.mbn = np.zeros(n_dma, np.int64)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.f,
+            self.i,
+            self.rr,
+            self.pr,
+            self.pdiff,
+            self.bdp,
+            self.wk,
+            self.wkn,
+            self.dy,
+            self.dyn,
+            self.dp,
+            self.dpn,
+            self.sdp,
+            self.night,
+            self.nightn,
+            self.mb,
+            self.mbn,
+        )
+
+
+@njit(cache=True, nogil=True)
+def _med_mad(vals, count):  # type: ignore[no-untyped-def]
+    v = vals[:count].copy()
+    med = np.median(v)
+    return med, np.median(np.abs(v - med))
+
+
+@njit(cache=True, nogil=True)
+def _push(ring, count, x):  # type: ignore[no-untyped-def]
+    """Append x to a ring whose newest element is at count % len."""
+    ring[count % ring.shape[0]] = x
+    return count + 1
+
+
+@njit(cache=True, nogil=True)
+def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
+    """Median and scale of the flow in this bin: time of week once it has enough
+    history, else time of day; NaN before either has."""
+    hist = wk.shape[2]
+    if wkn[d, tow] >= p[Q_MIN_HIST]:
+        med, mad = _med_mad(wk[d, tow], min(wkn[d, tow], hist))
+    elif dyn[d, tod] >= p[Q_MIN_HIST]:
+        med, mad = _med_mad(dy[d, tod], min(dyn[d, tod], hist))
+    else:
+        return np.nan, np.nan
+    return med, max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
+
+
+@njit(cache=True, nogil=True)
+def _reset_short(d, f, i, rr, pr, bdp, sdp):  # type: ignore[no-untyped-def]
+    f[d, F_BSUM] = 0.0
+    f[d, F_BN] = 0.0
+    f[d, F_BCSUM] = 0.0
+    f[d, F_BCN] = 0.0
+    f[d, F_S] = 0.0
+    f[d, F_RES_SUM] = 0.0
+    f[d, F_RES_N] = 0.0
+    f[d, F_NSUM] = 0.0
+    f[d, F_NN] = 0.0
+    f[d, F_SMB] = 0.0
+    f[d, F_MB_SUM] = 0.0
+    f[d, F_MB_N] = 0.0
+    i[d, I_BIN] = -1
+    i[d, I_NIGHT_DAY] = -1
+    i[d, I_BURST_ON] = 0
+    i[d, I_ALARM_SINCE] = 0
+    i[d, I_MB_ALARM_SINCE] = 0
+    rr[d, :] = np.nan
+    pr[d, :, :] = np.nan
+    bdp[d, :, :] = 0.0
+    sdp[d, :, :] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _window_mean(ring, m, lo, hi):  # type: ignore[no-untyped-def]
+    """Mean and count of ring values for minutes m-hi .. m-lo."""
+    s = 0.0
+    n = 0
+    for k in range(lo, hi + 1):
+        v = ring[(m - k) % W]
+        if np.isfinite(v):
+            s += v
+            n += 1
+    return (s / n if n > 0 else np.nan), n
+
+
+@njit(cache=True, nogil=True)
+def _window_min(ring, m, lo, hi, sign):  # type: ignore[no-untyped-def]
+    out = np.inf
+    for k in range(lo, hi + 1):
+        v = ring[(m - k) % W]
+        if np.isfinite(v):
+            out = min(out, sign * v)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def step_minutes(  # type: ignore[no-untyped-def]
+    dma,
+    minute,
+    gap,
+    q,
+    pres,
+    n_pres,
+    cons,
+    p,
+    f,
+    i,
+    rr,
+    pr,
+    pdiff,
+    bdp,
+    wk,
+    wkn,
+    dy,
+    dyn,
+    dpv,
+    dpn,
+    sdp,
+    night,
+    nightn,
+    mb,
+    mbn,
+    out,
+    outi,
+):
+    """Run the per-DMA minute detectors over DMA minute rows, in order."""
+    bin_min = np.int64(p[Q_BIN_MIN])
+    nwb = wk.shape[1]
+    ndb = dy.shape[1]
+    hist = wk.shape[2]
+    tz = np.int64(p[Q_TZ_MIN])
+    for k in range(dma.shape[0]):
+        d = dma[k]
+        m = minute[k]
+        out[k, :] = np.nan
+        outi[k, :] = 0
+        last = i[d, I_LAST_M]
+        if gap[k] == 1 or (last >= 0 and m - last > p[Q_GAP_RESET_MIN]):
+            _reset_short(d, f, i, rr, pr, bdp, sdp)
+            if last >= 0 and m - last > p[Q_MAX_AGE_MIN]:
+                wkn[d, :] = 0
+                dyn[d, :] = 0
+                dpn[d, :, :] = 0
+                nightn[d] = 0
+                mbn[d] = 0
+                f[d, F_QN] = 0.0
+            i[d, I_LAST_M] = m
+            if gap[k] == 1:
+                continue
+        i[d, I_LAST_M] = m
+        local = m + tz
+        bin_abs = local // bin_min
+        tow = bin_abs % nwb
+        tod = bin_abs % ndb
+        x = q[k]
+        # ---- close the previous bin: profile residual CUSUM, gradient, mass balance
+        if i[d, I_BIN] >= 0 and bin_abs != i[d, I_BIN]:
+            _close_bin(
+                d,
+                m,
+                p,
+                f,
+                i,
+                wk,
+                wkn,
+                dy,
+                dyn,
+                dpv,
+                dpn,
+                sdp,
+                bdp,
+                mb,
+                mbn,
+                n_pres[d],
+                nwb,
+                ndb,
+                hist,
+                out,
+                outi,
+                k,
+            )
+        if i[d, I_BIN] != bin_abs:
+            i[d, I_BIN] = bin_abs
+            f[d, F_BSUM] = 0.0
+            f[d, F_BN] = 0.0
+            f[d, F_BCSUM] = 0.0
+            f[d, F_BCN] = 0.0
+            bdp[d, :, :] = 0.0
+        if np.isfinite(x):
+            f[d, F_BSUM] += x
+            f[d, F_BN] += 1.0
+            if np.isfinite(cons[k]):
+                f[d, F_BCSUM] += x - cons[k]
+                f[d, F_BCN] += 1.0
+            f[d, F_QN] += 1.0
+            f[d, F_QMEAN] += (x - f[d, F_QMEAN]) / min(f[d, F_QN], 7.0 * 1440.0)
+        for j in range(1, n_pres[d]):
+            if np.isfinite(pres[k, 0]) and np.isfinite(pres[k, j]):
+                bdp[d, j, 0] += pres[k, 0] - pres[k, j]
+                bdp[d, j, 1] += 1.0
+        out[k, O_QMEAN] = f[d, F_QMEAN]
+        # ---- minute residual against the profile, for the burst windows
+        # the profile between bin centres, so ramps do not leave steps at bin edges
+        frac = ((local % bin_min) + 0.5) / bin_min
+        nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
+        med, _ = _profile(d, tow, tod, p, wk, wkn, dy, dyn)
+        med2, _ = _profile(d, nb % nwb, nb % ndb, p, wk, wkn, dy, dyn)
+        w = abs(frac - 0.5)
+        if np.isfinite(med2):
+            med = (1.0 - w) * med + w * med2
+        # no profile yet: no flow residual, so no flow burst (pressure drops still count)
+        r = x - f[d, F_SCALE] * med if np.isfinite(med) else np.nan
+        prev_r = rr[d, (m - 1) % W]
+        rr[d, m % W] = r
+        if np.isfinite(r) and np.isfinite(prev_r):
+            f[d, F_DIFF] += 0.02 * (min(abs(r - prev_r), 10 * f[d, F_DIFF] + 1e-9) - f[d, F_DIFF])
+        for j in range(n_pres[d]):
+            pv = pres[k, j]
+            pp = pr[d, j, (m - 1) % W]
+            pr[d, j, m % W] = pv
+            if np.isfinite(pv) and np.isfinite(pp):
+                pdiff[d, j] += 0.02 * (min(abs(pv - pp), 10 * pdiff[d, j] + 1e-9) - pdiff[d, j])
+        out[k, O_RESID] = r
+        _burst(d, m, p, f, i, rr, pr, pdiff, n_pres[d], out, outi, k)
+        # ---- minimum night flow, judged when the night window ends
+        mod = local % 1440
+        day = local // 1440
+        if p[Q_NIGHT_START] <= mod < p[Q_NIGHT_END]:
+            if i[d, I_NIGHT_DAY] != day:
+                i[d, I_NIGHT_DAY] = day
+                f[d, F_NSUM] = 0.0
+                f[d, F_NN] = 0.0
+            if np.isfinite(x):
+                f[d, F_NSUM] += x
+                f[d, F_NN] += 1.0
+        elif i[d, I_NIGHT_DAY] == day and mod >= p[Q_NIGHT_END]:
+            i[d, I_NIGHT_DAY] = -1
+            if f[d, F_NN] >= p[Q_NIGHT_MIN]:
+                _judge_night(d, m, p, f, i, night, nightn, out, outi, k)
+    return dma.shape[0]
+
+
+@njit(cache=True, nogil=True)
+def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[no-untyped-def]
+    """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes."""
+    after, na = _window_mean(rr[d], m, 0, BURST_AFTER - 1)
+    before, nb = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
+    lead, nl = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + 4)
+    sigma = 0.886 * f[d, F_DIFF] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+    thr = max(p[Q_BURST_K] * sigma, p[Q_BURST_FRAC] * f[d, F_QMEAN], p[Q_BURST_LPS])
+    if i[d, I_BURST_ON] == 1:
+        # follow an open burst until the flow returns or it is old enough to be a leak
+        level = (after - f[d, F_BREF]) / f[d, F_BSTEP] if na >= 3 else np.nan
+        plevel = np.nan
+        j = i[d, I_BPOINT]
+        if f[d, F_BPSTEP] > 0:
+            pa, npa = _window_mean(pr[d, j], m, 0, BURST_AFTER - 1)
+            plevel = (f[d, F_BPREF] - pa) / f[d, F_BPSTEP] if npa >= 3 else np.nan
+        lv = max(level if np.isfinite(level) else 0.0, plevel if np.isfinite(plevel) else 0.0)
+        if lv < 0.5 or m - i[d, I_BURST_START] // NS_PER_MIN > p[Q_BURST_TRACK_MIN]:
+            i[d, I_BURST_ON] = 0
+        else:
+            out[k, O_BURST] = lv / (1.0 + lv) if lv < 1.0 else 0.5 + 0.25 * min(lv - 1.0, 1.0)
+            out[k, O_BURST_MAG] = after - f[d, F_BREF] if np.isfinite(level) else np.nan
+            out[k, O_BURST_DROP] = f[d, F_BPREF] - pa if f[d, F_BPSTEP] > 0 else np.nan
+            outi[k, OI_BURST_START] = i[d, I_BURST_START]
+            outi[k, OI_BURST_POINT] = j
+        return
+    best = 0.0
+    if na >= BURST_AFTER - 1 and nb >= 20 and nl >= 3:
+        step = after - before
+        lowest = _window_min(rr[d], m, 0, BURST_AFTER - 1, 1.0)
+        ramp = abs(lead - before)
+        if step > 0 and lowest - before >= 0.6 * thr and ramp < 0.35 * step:
+            best = step / thr
+            if best >= 1.0:
+                i[d, I_BURST_ON] = 1
+                f[d, F_BREF] = before
+                f[d, F_BSTEP] = step
+                f[d, F_BPSTEP] = 0.0
+                i[d, I_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
+                out[k, O_BURST_MAG] = step
+    for j in range(npres):
+        pa, npa = _window_mean(pr[d, j], m, 0, BURST_AFTER - 1)
+        pb, npb = _window_mean(pr[d, j], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
+        pl, npl = _window_mean(pr[d, j], m, BURST_AFTER, BURST_AFTER + 4)
+        if npa < BURST_AFTER - 1 or npb < 20 or npl < 3:
+            continue
+        psig = 0.886 * pdiff[d, j] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+        pthr = max(p[Q_BURST_K] * psig, p[Q_BURST_DROP_M])
+        drop = pb - pa
+        highest = -_window_min(pr[d, j], m, 0, BURST_AFTER - 1, -1.0)
+        if drop > 0 and pb - highest >= 0.6 * pthr and abs(pl - pb) < 0.35 * drop:
+            lv = drop / pthr
+            if lv >= 1.0 and lv > best * 0.0:
+                if i[d, I_BURST_ON] == 0:
+                    i[d, I_BURST_ON] = 1
+                    i[d, I_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
+                    f[d, F_BREF] = before if np.isfinite(before) else 0.0
+                    f[d, F_BSTEP] = np.inf  # flow did not step: follow the pressure only
+                if drop / pthr > f[d, F_BPSTEP] / pthr if f[d, F_BPSTEP] > 0 else True:
+                    f[d, F_BPREF] = pb
+                    f[d, F_BPSTEP] = drop
+                    i[d, I_BPOINT] = j
+                    out[k, O_BURST_DROP] = drop
+            best = max(best, lv)
+    if best > 0:
+        out[k, O_BURST] = best / (1.0 + best) if best < 1.0 else 0.5 + 0.25 * min(best - 1.0, 1.0)
+        outi[k, OI_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
+        outi[k, OI_BURST_POINT] = i[d, I_BPOINT]
+
+
+@njit(cache=True, nogil=True)
+def _close_bin(  # type: ignore[no-untyped-def]
+    d,
+    m,
+    p,
+    f,
+    i,
+    wk,
+    wkn,
+    dy,
+    dyn,
+    dpv,
+    dpn,
+    sdp,
+    bdp,
+    mb,
+    mbn,
+    npres,
+    nwb,
+    ndb,
+    hist,
+    out,
+    outi,
+    k,
+):
+    bin_min = np.int64(p[Q_BIN_MIN])
+    prev = i[d, I_BIN]
+    tow = prev % nwb
+    tod = prev % ndb
+    bin_end = ((prev + 1) * bin_min - np.int64(p[Q_TZ_MIN])) * NS_PER_MIN
+    if f[d, F_BN] < 0.5 * bin_min:
+        return
+    x = f[d, F_BSUM] / f[d, F_BN]
+    med, s = _profile(d, tow, tod, p, wk, wkn, dy, dyn)
+    alarm = False
+    if np.isfinite(med):
+        # a slowly tracked demand scale absorbs hot days and holidays, not a leak's offset
+        if med > 0 and p[Q_SCALE_MIN] > 0 and med >= 0.5 * f[d, F_QMEAN]:
+            a = min(bin_min / p[Q_SCALE_MIN], 1.0)
+            ratio = min(max(x / med, 0.5), 2.0)
+            f[d, F_SCALE] += a * (ratio - f[d, F_SCALE])
+        expected = f[d, F_SCALE] * med
+        z = (x - expected) / (f[d, F_SCALE] * s)
+        if f[d, F_S] == 0.0:
+            i[d, I_S_START] = bin_end - bin_min * NS_PER_MIN
+            f[d, F_RES_SUM] = 0.0
+            f[d, F_RES_N] = 0.0
+        f[d, F_S] = min(max(0.0, f[d, F_S] + z - p[Q_CUSUM_K]), 3.0 * p[Q_CUSUM_H])
+        if f[d, F_S] > 0.0:
+            f[d, F_RES_SUM] += x - expected
+            f[d, F_RES_N] += 1.0
+        stat = f[d, F_S] / p[Q_CUSUM_H]
+        out[k, O_CUSUM] = stat / (1.0 + stat)
+        out[k, O_CUSUM_MAG] = f[d, F_RES_SUM] / f[d, F_RES_N] if f[d, F_RES_N] > 0 else 0.0
+        outi[k, OI_CUSUM_START] = i[d, I_S_START]
+        alarm = f[d, F_S] >= 0.5 * p[Q_CUSUM_H]
+        if alarm and i[d, I_ALARM_SINCE] == 0:
+            i[d, I_ALARM_SINCE] = bin_end
+        elif not alarm:
+            i[d, I_ALARM_SINCE] = 0
+    relearn = alarm and bin_end - i[d, I_ALARM_SINCE] > p[Q_RELEARN_MIN] * NS_PER_MIN
+    if (not alarm or relearn) and i[d, I_BURST_ON] == 0:
+        wk[d, tow, wkn[d, tow] % hist] = x
+        wkn[d, tow] += 1
+        dy[d, tod, dyn[d, tod] % hist] = x
+        dyn[d, tod] += 1
+    # ---- pressure gradient, inlet minus each interior point, against its own profile
+    best = 0.0
+    for j in range(1, npres):
+        if bdp[d, j, 1] < 0.5 * bin_min:
+            continue
+        g = bdp[d, j, 0] / bdp[d, j, 1]
+        cnt = dpn[d, j, tod]
+        if cnt >= p[Q_MIN_HIST]:
+            gmed, gmad = _med_mad(dpv[d, j, tod], min(cnt, hist))
+            gs = max(1.4826 * gmad, p[Q_DP_FLOOR_M])
+            z = (g - gmed) / gs
+            sdp[d, j, 0] = min(max(0.0, sdp[d, j, 0] + z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
+            sdp[d, j, 1] = min(max(0.0, sdp[d, j, 1] - z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
+            st = max(sdp[d, j, 0], sdp[d, j, 1]) / p[Q_DP_H]
+            if st > best:
+                best = st
+                out[k, O_DP_MAG] = g - gmed
+                outi[k, OI_DP_POINT] = j
+            if max(sdp[d, j, 0], sdp[d, j, 1]) >= 0.5 * p[Q_DP_H]:
+                continue  # do not learn the anomaly
+        dpv[d, j, tod, cnt % hist] = g
+        dpn[d, j, tod] += 1
+    if npres > 1:
+        out[k, O_DP] = best / (1.0 + best)
+    # ---- mass balance: inflow - outflow - consumption against its own recent level
+    if f[d, F_BCN] >= 0.5 * bin_min:
+        imb = f[d, F_BCSUM] / f[d, F_BCN]
+        cnt = mbn[d]
+        if cnt >= 8:
+            bmed, bmad = _med_mad(mb[d], min(cnt, MB_RING))
+            bs = max(1.4826 * bmad, p[Q_FLOOR_LPS], 0.02 * abs(f[d, F_QMEAN]))
+            z = (imb - bmed) / bs
+            if f[d, F_SMB] == 0.0:
+                i[d, I_MB_START] = bin_end - bin_min * NS_PER_MIN
+                f[d, F_MB_SUM] = 0.0
+                f[d, F_MB_N] = 0.0
+            f[d, F_SMB] = min(max(0.0, f[d, F_SMB] + z - p[Q_CUSUM_K]), 3.0 * p[Q_MB_H])
+            if f[d, F_SMB] > 0:
+                f[d, F_MB_SUM] += imb - bmed
+                f[d, F_MB_N] += 1.0
+            st = f[d, F_SMB] / p[Q_MB_H]
+            out[k, O_MB] = st / (1.0 + st)
+            out[k, O_MB_MAG] = f[d, F_MB_SUM] / f[d, F_MB_N] if f[d, F_MB_N] > 0 else 0.0
+            outi[k, OI_MB_START] = i[d, I_MB_START]
+            mb_alarm = f[d, F_SMB] >= 0.5 * p[Q_MB_H]
+            if mb_alarm and i[d, I_MB_ALARM_SINCE] == 0:
+                i[d, I_MB_ALARM_SINCE] = bin_end
+            elif not mb_alarm:
+                i[d, I_MB_ALARM_SINCE] = 0
+            since = i[d, I_MB_ALARM_SINCE]
+            if mb_alarm and bin_end - since <= p[Q_RELEARN_MIN] * NS_PER_MIN:
+                return
+        mb[d, cnt % MB_RING] = imb
+        mbn[d] = cnt + 1
+
+
+@njit(cache=True, nogil=True)
+def _judge_night(d, m, p, f, i, night, nightn, out, outi, k):  # type: ignore[no-untyped-def]
+    mnf = f[d, F_NSUM] / f[d, F_NN]
+    end = m * NS_PER_MIN
+    cnt = nightn[d]
+    size = night.shape[1]
+    out[k, O_MNF_VAL] = mnf
+    alarm = False
+    if cnt >= p[Q_MIN_HIST] + 2:
+        med, mad = _med_mad(night[d], min(cnt, size))
+        s = max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
+        excess = mnf - med - p[Q_NIGHT_ALLOW]
+        z = excess / s
+        stat = max(z, 0.0) / p[Q_NIGHT_Z]
+        out[k, O_MNF] = stat / (1.0 + stat)
+        out[k, O_MNF_MAG] = excess
+        out[k, O_MNF_BASE] = med
+        outi[k, OI_MNF_START] = i[d, I_LAST_NORMAL] if i[d, I_LAST_NORMAL] > 0 else end
+        alarm = stat >= 0.5
+    if not alarm:
+        i[d, I_LAST_NORMAL] = end
+        night[d, cnt % size] = mnf
+        nightn[d] = cnt + 1
+    elif end - i[d, I_LAST_NORMAL] > p[Q_RELEARN_MIN] * NS_PER_MIN:
+        # a new normal after relearn_days of alarm (a demand shift, or a leak left running)
+        night[d, cnt % size] = mnf
+        nightn[d] = cnt + 1

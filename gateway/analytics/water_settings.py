@@ -1,0 +1,243 @@
+"""Settings of the water detectors: the DMAs, and thresholds with sensible defaults.
+
+In the gateway TOML:
+
+    [[dma]]
+    name = "dma-01"
+    inflow = ["dma-01/inlet/flow_lps"]        # summed
+    outflow = []                               # subtracted
+    pressure = ["dma-01/inlet/pressure_m", "dma-01/pz-1/pressure_m"]   # inlet first
+    consumption = []                           # customer meters, when present
+
+    [water]                                    # optional; every key has a default
+    timezone = "Asia/Kolkata"
+    night_start = "02:00"
+    night_end = "04:00"
+    night_use_allowance_lps = 0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zoneinfo
+
+import numpy as np
+
+from gateway.analytics import water_kernels as wk
+from gateway.analytics.lifecycle import LifecycleSettings
+from gateway.streams import split_stream_name
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+_field = dataclasses.field  # (default, help) below reads as one line per key
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DmaSettings:
+    """One district metered area: which streams measure what."""
+
+    name: str
+    inflow: tuple[str, ...] = ()
+    outflow: tuple[str, ...] = ()
+    pressure: tuple[str, ...] = ()
+    consumption: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError('a [[dma]] needs a name, e.g. name = "dma-01"')
+        if not self.inflow:
+            raise ValueError(f"dma {self.name!r} needs at least one inflow stream")
+        if len(self.pressure) > wk.MAXP:
+            raise ValueError(f"dma {self.name!r}: at most {wk.MAXP} pressure streams")
+        names = self.streams()
+        for name in names:
+            split_stream_name(name)
+        if len(set(names)) != len(names):
+            raise ValueError(f"dma {self.name!r} lists a stream twice")
+
+    def streams(self) -> list[str]:
+        return [*self.inflow, *self.outflow, *self.pressure, *self.consumption]
+
+
+def _minutes(text: str, key: str) -> int:
+    match = _HHMM.match(text)
+    if not match:
+        raise ValueError(f'{key} must be a local time "HH:MM", got {text!r}')
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WaterSettings:
+    """Thresholds of the water detectors. Flows in L/s, pressures in m."""
+
+    timezone: str = _field(
+        default="Asia/Kolkata", metadata=_help("local time for the night window and the profile")
+    )
+    # (b) inflow against the learned time-of-week profile, into a CUSUM
+    bin_minutes: int = _field(default=15, metadata=_help("width of a profile bin"))
+    history: int = _field(default=8, metadata=_help("weeks (or days) of history per profile bin"))
+    min_history: int = _field(default=4, metadata=_help("bins seen before the profile is trusted"))
+    demand_scale_hours: float = _field(
+        default=12.0, metadata=_help("time constant of the demand-scale tracker; 0 = off")
+    )
+    floor_fraction: float = _field(
+        default=0.05, metadata=_help("noise floor as a fraction of the expected flow")
+    )
+    floor_lps: float = _field(default=0.02, metadata=_help("absolute noise floor of flows"))
+    cusum_k: float = _field(default=0.5, metadata=_help("CUSUM drift, in noise units"))
+    cusum_h: float = _field(default=12.0, metadata=_help("CUSUM alarm level, in noise units"))
+    relearn_days: float = _field(
+        default=7.0, metadata=_help("days of alarm after which the new level is learned")
+    )
+    # (a) minimum night flow
+    night_start: str = _field(default="02:00", metadata=_help("local start of the night window"))
+    night_end: str = _field(default="04:00", metadata=_help("local end of the night window"))
+    night_history: int = _field(default=14, metadata=_help("nights in the night-flow baseline"))
+    night_coverage: float = _field(
+        default=0.8, metadata=_help("fraction of night minutes needed to judge a night")
+    )
+    night_z: float = _field(
+        default=4.0, metadata=_help("night-flow excess, in noise units, that scores 0.5")
+    )
+    night_use_allowance_lps: float = _field(
+        default=0.0, metadata=_help("legitimate night use above the baseline")
+    )
+    # (e) bursts
+    burst_k: float = _field(default=6.0, metadata=_help("step, in noise units, that scores 0.5"))
+    burst_min_fraction: float = _field(
+        default=0.1, metadata=_help("smallest burst as a fraction of mean inflow")
+    )
+    burst_min_lps: float = _field(default=0.5, metadata=_help("smallest burst in L/s"))
+    burst_pressure_drop_m: float = _field(
+        default=3.0, metadata=_help("smallest sudden pressure drop")
+    )
+    burst_track_hours: float = _field(
+        default=6.0, metadata=_help("a burst older than this is left to the leak detectors")
+    )
+    # (d) pressure gradient and (c) mass balance
+    gradient_floor_m: float = _field(
+        default=0.1, metadata=_help("noise floor of inlet-to-point pressure differences")
+    )
+    gradient_h: float = _field(
+        default=12.0, metadata=_help("CUSUM alarm level of the gradient residual")
+    )
+    balance_h: float = _field(
+        default=12.0, metadata=_help("CUSUM alarm level of the mass-balance residual")
+    )
+    # (f) transients on fast pressure streams
+    transient_min_hz: float = _field(
+        default=100.0, metadata=_help("streams sampled at least this fast are watched")
+    )
+    transient_tau_s: float = _field(default=2.0, metadata=_help("baseline time constant"))
+    transient_k: float = _field(
+        default=6.0, metadata=_help("deviation, in noise units, that starts a transient")
+    )
+    transient_min_m: float = _field(default=1.0, metadata=_help("smallest transient"))
+    transient_quiet_s: float = _field(
+        default=1.0, metadata=_help("quiet time that ends a transient")
+    )
+    transient_max_s: float = _field(
+        default=60.0, metadata=_help("a longer excursion is a new level, not a transient")
+    )
+    # sensor faults
+    dropout_s: float = _field(default=600.0, metadata=_help("silence that makes a dropout"))
+    stuck_s: float = _field(
+        default=7200.0, metadata=_help("an exactly repeated value for this long is stuck")
+    )
+    stuck_eps: float = _field(default=0.0, metadata=_help("changes this small count as repeats"))
+    spike_k: float = _field(
+        default=12.0, metadata=_help("a one-sample jump this many typical steps is a spike")
+    )
+    spike_floor: float = _field(default=0.0, metadata=_help("and at least this large"))
+    reverse_flow_lps: float = _field(
+        default=0.05, metadata=_help("inflow below minus this is reverse flow")
+    )
+    # the gap rule (see gateway.analytics.water_kernels)
+    grace_minutes: int = _field(
+        default=1, metadata=_help("minutes a DMA minute waits for late readings")
+    )
+    gap_reset_hours: float = _field(
+        default=6.0, metadata=_help("a longer silence resets short-term state")
+    )
+    baseline_max_age_days: float = _field(
+        default=14.0, metadata=_help("a longer silence forgets the baselines")
+    )
+    clock_jump_hours: float = _field(
+        default=6.0, metadata=_help("a reading this far behind restarts the timeline")
+    )
+    alerts: LifecycleSettings = dataclasses.field(default_factory=LifecycleSettings)
+
+    def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f'unknown timezone {self.timezone!r}, e.g. "Asia/Kolkata"') from err
+        start = _minutes(self.night_start, "night_start")
+        end = _minutes(self.night_end, "night_end")
+        if end <= start:
+            raise ValueError("night_end must be after night_start on the same night")
+        if self.bin_minutes <= 0 or 1440 % self.bin_minutes:
+            raise ValueError("bin_minutes must divide a day (5, 10, 15, 30, 60...)")
+        if self.history < 1 or self.min_history < 1 or self.night_history < 3:
+            raise ValueError("history and min_history >= 1, night_history >= 3")
+        if not 0 < self.grace_minutes < wk.RING - 2:
+            raise ValueError(f"grace_minutes must be between 1 and {wk.RING - 3}")
+        for key in ("cusum_h", "gradient_h", "balance_h", "night_z", "burst_k", "transient_k"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive")
+
+    def ingest_params(self) -> np.ndarray:
+        p = np.zeros(wk.N_INGEST_PARAMS)
+        p[wk.P_DROPOUT_NS] = self.dropout_s * 1e9
+        p[wk.P_STUCK_NS] = self.stuck_s * 1e9
+        p[wk.P_STUCK_EPS] = self.stuck_eps
+        p[wk.P_SPIKE_K] = self.spike_k
+        p[wk.P_SPIKE_FLOOR] = self.spike_floor
+        p[wk.P_TR_MIN_HZ] = self.transient_min_hz
+        p[wk.P_TR_TAU_S] = self.transient_tau_s
+        p[wk.P_TR_K] = self.transient_k
+        p[wk.P_TR_MIN_M] = self.transient_min_m
+        p[wk.P_TR_QUIET_NS] = self.transient_quiet_s * 1e9
+        p[wk.P_TR_MAX_NS] = self.transient_max_s * 1e9
+        p[wk.P_GRACE_MIN] = self.grace_minutes
+        p[wk.P_GAP_RESET_MIN] = self.gap_reset_hours * 60
+        p[wk.P_CLOCK_JUMP_MIN] = self.clock_jump_hours * 60
+        return p
+
+    def step_params(self) -> np.ndarray:
+        p = np.zeros(wk.N_STEP_PARAMS)
+        start = _minutes(self.night_start, "night_start")
+        end = _minutes(self.night_end, "night_end")
+        p[wk.Q_BIN_MIN] = self.bin_minutes
+        p[wk.Q_HIST] = self.history
+        p[wk.Q_MIN_HIST] = self.min_history
+        p[wk.Q_SCALE_MIN] = self.demand_scale_hours * 60
+        p[wk.Q_FLOOR_REL] = self.floor_fraction
+        p[wk.Q_FLOOR_LPS] = self.floor_lps
+        p[wk.Q_CUSUM_K] = self.cusum_k
+        p[wk.Q_CUSUM_H] = self.cusum_h
+        p[wk.Q_RELEARN_MIN] = self.relearn_days * 1440
+        p[wk.Q_NIGHT_START] = start
+        p[wk.Q_NIGHT_END] = end
+        p[wk.Q_NIGHT_HIST] = self.night_history
+        p[wk.Q_NIGHT_MIN] = self.night_coverage * (end - start)
+        p[wk.Q_NIGHT_Z] = self.night_z
+        p[wk.Q_NIGHT_ALLOW] = self.night_use_allowance_lps
+        p[wk.Q_BURST_K] = self.burst_k
+        p[wk.Q_BURST_FRAC] = self.burst_min_fraction
+        p[wk.Q_BURST_LPS] = self.burst_min_lps
+        p[wk.Q_BURST_DROP_M] = self.burst_pressure_drop_m
+        p[wk.Q_BURST_TRACK_MIN] = self.burst_track_hours * 60
+        p[wk.Q_DP_FLOOR_M] = self.gradient_floor_m
+        p[wk.Q_DP_H] = self.gradient_h
+        p[wk.Q_MB_H] = self.balance_h
+        p[wk.Q_GAP_RESET_MIN] = self.gap_reset_hours * 60
+        p[wk.Q_MAX_AGE_MIN] = self.baseline_max_age_days * 1440
+        p[wk.Q_TZ_MIN] = 0  # set per batch from the timezone
+        return p
