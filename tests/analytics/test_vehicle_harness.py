@@ -65,7 +65,7 @@ class Harness:
             times = [*bundle.fixes.ts.tolist(), *bundle.readings.ts.tolist()]
             times += [e.ts for e in bundle.events]
             if times:
-                self.now = max(self.now, max(times))
+                self.now = max(self.now, *times)
         got = list(self.rules.process(bundle).alerts)
         self.alerts.extend(got)
         return got
