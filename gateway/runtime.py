@@ -23,7 +23,7 @@ from gateway.bundle import Bundle
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.pipeline.delivery import Backoff, Delivery
-from gateway.pipeline.queue import BundleQueue, QueueClosed
+from gateway.pipeline.queue import BundleQueue, PipelineQueue, QueueClosed
 from gateway.sinks.base import Sink
 
 log = get_logger("gateway.runtime")
@@ -71,7 +71,10 @@ class Runtime:
         sinks: Sequence[Sink],
         stages: Sequence[Stage] = (),
         settings: RuntimeSettings = RuntimeSettings(),
+        queue_for: Callable[[Sink], PipelineQueue] | None = None,
     ) -> None:
+        """`queue_for(sink)` gives each sink its queue, e.g. a durable Outbox;
+        by default an in-memory BundleQueue of `settings.queue_max_bytes`."""
         if not sinks:
             raise ValueError("the runtime needs at least one sink")
         names = [s.name for s in sources]
@@ -84,7 +87,7 @@ class Runtime:
         self.deliveries = [
             Delivery(
                 sink,
-                BundleQueue(settings.queue_max_bytes),
+                queue_for(sink) if queue_for else BundleQueue(settings.queue_max_bytes),
                 max_rows=settings.batch_max_rows,
                 max_wait=settings.batch_max_seconds,
             )

@@ -4,8 +4,11 @@
                          ^                                 |
                          +------ backpressure -------------+ (sink down: queue fills, put waits)
 
-A bundle leaves the queue for the sink and is retried until the sink accepts
-it. While the sink is down the queue fills to its byte bound and sources wait.
+A bundle is taken from the queue, written, and confirmed once the sink has
+it. When the sink is down it is released back to the queue and taken again
+after a backoff, so with the durable outbox each retry picks the freshest data
+first. With the in-memory queue, the queue fills to its byte bound while the
+sink is down and sources wait; with the outbox, bundles go to disk instead.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
-from gateway.pipeline.queue import BundleQueue
+from gateway.pipeline.queue import PipelineQueue
 from gateway.sinks.base import Sink, SinkRejected, SinkUnavailable
 
 log = get_logger("gateway.delivery")
@@ -51,7 +54,7 @@ class Delivery:
     def __init__(
         self,
         sink: Sink,
-        queue: BundleQueue,
+        queue: PipelineQueue,
         *,
         max_rows: int = 50_000,
         max_wait: float = 1.0,
@@ -70,16 +73,30 @@ class Delivery:
         self._drain_deadline = time.monotonic() + drain_timeout
 
     async def run(self) -> None:
+        attempt = 0
         while True:
+            if self.queue.durable and self._past_deadline():
+                self._leave_on_disk()
+                return
             bundle = await self.queue.take(self.max_rows, self.max_wait)
             if bundle is None:
                 return
-            if not await self._deliver(bundle):
-                self._abandon(bundle)
+            if await self._attempt(bundle):
+                await self.queue.confirm()
+                attempt = 0
+                continue
+            await self.queue.release()
+            if self._past_deadline():
+                if self.queue.durable:
+                    self._leave_on_disk()
+                else:
+                    self._abandon()
                 return
+            await asyncio.sleep(self._next_delay(attempt))
+            attempt += 1
 
-    def _abandon(self, first: Bundle) -> None:
-        abandoned = len(first) + self.queue.rows
+    def _abandon(self) -> None:
+        abandoned = self.queue.rows
         self.stats.rows_abandoned += abandoned
         log.error(
             "delivery.abandoned",
@@ -88,34 +105,38 @@ class Delivery:
             reason="sink still unavailable at the shutdown deadline",
         )
 
-    async def _deliver(self, bundle: Bundle) -> bool:
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                await self.sink.write(bundle)
-            except SinkUnavailable as err:
-                self.stats.write_failures += 1
-                self.stats.last_error = str(err)
-                if self.stats.up:
-                    self.stats.up = False
-                    log.warning("sink.down", sink=self.sink.name, error=str(err))
-                if self._past_deadline():
-                    return False
-                await asyncio.sleep(self._next_delay(attempt))
-                attempt += 1
-                continue
-            except SinkRejected as err:
-                self.stats.rows_rejected += len(bundle)
-                log.error("sink.rejected", sink=self.sink.name, rows=len(bundle), error=str(err))
-                return True
-            self.stats.last_write_s = time.perf_counter() - started
-            self.stats.rows_written += len(bundle)
-            self.stats.bundles_written += 1
-            if not self.stats.up:
-                self.stats.up = True
-                log.info("sink.up", sink=self.sink.name, after_attempts=attempt + 1)
+    def _leave_on_disk(self) -> None:
+        if self.queue.rows:
+            log.warning(
+                "delivery.retained",
+                sink=self.sink.name,
+                rows=self.queue.rows,
+                reason="shutdown deadline passed; the outbox keeps them for the next start",
+            )
+
+    async def _attempt(self, bundle: Bundle) -> bool:
+        """One write. True when the bundle is done with (written or refused for good)."""
+        started = time.perf_counter()
+        try:
+            await self.sink.write(bundle)
+        except SinkUnavailable as err:
+            self.stats.write_failures += 1
+            self.stats.last_error = str(err)
+            if self.stats.up:
+                self.stats.up = False
+                log.warning("sink.down", sink=self.sink.name, error=str(err))
+            return False
+        except SinkRejected as err:
+            self.stats.rows_rejected += len(bundle)
+            log.error("sink.rejected", sink=self.sink.name, rows=len(bundle), error=str(err))
             return True
+        self.stats.last_write_s = time.perf_counter() - started
+        self.stats.rows_written += len(bundle)
+        self.stats.bundles_written += 1
+        if not self.stats.up:
+            self.stats.up = True
+            log.info("sink.up", sink=self.sink.name, failures=self.stats.write_failures)
+        return True
 
     def _past_deadline(self) -> bool:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline

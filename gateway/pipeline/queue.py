@@ -5,14 +5,18 @@ outruns its sink slows down instead of growing memory without bound. One
 bundle larger than the whole bound is still accepted into an empty queue,
 so nothing can deadlock on size alone.
 
-This in-memory queue is the seam where the durable outbox (issue 5) goes:
-the delivery loop only needs `put`, `take` and `close`.
+Delivery takes a bundle, writes it, then calls `confirm` (written, or
+refused for good) or `release` (the sink is down: the bundle goes back to the
+front and is taken again later). The durable outbox
+(`gateway.pipeline.outbox.Outbox`) has the same surface, keeps what it holds
+on disk, and serves live data before a backlog; `PipelineQueue` is that seam.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from typing import Protocol
 
 from gateway.bundle import Bundle
 
@@ -21,7 +25,31 @@ class QueueClosed(Exception):
     """Raised by `put` after `close`: the pipeline is shutting down."""
 
 
+class PipelineQueue(Protocol):
+    """What Delivery needs from a queue: the in-memory BundleQueue or the Outbox."""
+
+    durable: bool  # True: what is left at shutdown stays on disk for the next start
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+    async def put(self, bundle: Bundle) -> None: ...
+
+    async def take(self, max_rows: int, max_wait: float) -> Bundle | None: ...
+
+    async def confirm(self) -> None: ...
+
+    async def release(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class BundleQueue:
+    durable = False
+
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -31,6 +59,7 @@ class BundleQueue:
         self._rows = 0
         self._closed = False
         self._changed = asyncio.Condition()
+        self._leased: Bundle | None = None  # taken, neither confirmed nor released
 
     @property
     def nbytes(self) -> int:
@@ -88,7 +117,23 @@ class BundleQueue:
                 self._bytes -= bundle.nbytes
                 self._rows -= len(bundle)
             self._changed.notify_all()
-            return Bundle.merge(taken)
+            self._leased = Bundle.merge(taken)
+            return self._leased
+
+    async def confirm(self) -> None:
+        """The taken bundle was written (or refused for good): forget it."""
+        self._leased = None
+
+    async def release(self) -> None:
+        """The taken bundle was not written: put it back at the front."""
+        bundle, self._leased = self._leased, None
+        if bundle is None:
+            return
+        async with self._changed:
+            self._items.appendleft(bundle)
+            self._bytes += bundle.nbytes
+            self._rows += len(bundle)
+            self._changed.notify_all()
 
     async def close(self) -> None:
         async with self._changed:

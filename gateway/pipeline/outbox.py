@@ -1,0 +1,917 @@
+"""The durable outbox: bundles on the gateway's disk until the sink confirms them.
+
+    emit --put--> [pending, in memory] --group commit, fsync--> outbox.sqlite
+                   bounded in bytes:                          |  entries(seq, class, rows, body)
+                   put waits when full                        v
+    Delivery <--take (live first, backlog rate-limited)-- index of entries (no bodies)
+       |--write ok--> confirm: entries deleted
+       '--write failed--> release: entries stay, taken again later
+
+A reading is safe once `put` returns: its entry is committed to SQLite in WAL
+mode with synchronous=FULL, so the commit is fsync'd. Several puts waiting at
+once share one commit (group commit), which is what makes fsync affordable:
+bench/outbox.py measures it against an fsync'd append-only segment file, and
+SQLite was chosen because it costs little more per batch while giving atomic
+multi-entry commits, deletes of confirmed entries without compaction, and a
+file that `gateway outbox stats` can read while the gateway writes
+(BENCHMARKS.md, "Storage").
+
+Each bundle is split in two entries by class: `raw` (readings, fixes, rejects),
+which the disk quota may shed oldest-first, and `keep` (aggregates, events,
+alerts), which is never shed. Shedding is counted in the file, logged, and
+shown by `gateway outbox stats`.
+
+Live first: entries younger than `live_window_s` go out before older ones, so
+after an outage the PIS and the control room see now, not an hour ago; the
+backlog drains oldest-first behind them, at most `backlog_rows_per_s`.
+
+Every body carries a CRC32. A file that is not a readable SQLite database, or
+fails its integrity check, is refused at start with a message that says how to
+recover what is intact (`gateway outbox recover`); it is never silently emptied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import os
+import sqlite3
+import sys
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from gateway.batch import AggregateBatch, FixBatch, ReadingBatch
+from gateway.bundle import Bundle
+from gateway.events import Alert, AlertState, Event, Reject, Severity
+from gateway.logs import get_logger
+from gateway.metrics import Measurement
+from gateway.pipeline.queue import QueueClosed
+
+log = get_logger("gateway.outbox")
+
+FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,      -- unix seconds when it was accepted
+    class   INTEGER NOT NULL,   -- 0 keep (never shed), 1 raw (shed oldest-first)
+    rows    INTEGER NOT NULL,
+    ts_min  INTEGER,
+    ts_max  INTEGER,
+    crc     INTEGER NOT NULL,   -- zlib.crc32 of body
+    body    BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_COUNTERS = ("format", "shed_rows", "shed_entries", "corrupt_entries", "accepted_rows")
+
+
+class EntryClass(enum.IntEnum):
+    KEEP = 0
+    RAW = 1
+
+
+class OutboxError(RuntimeError):
+    """The outbox file cannot be used; the message says why and what to do."""
+
+
+class OutboxCorrupt(OutboxError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    directory: str = dataclasses.field(
+        default="var/outbox", metadata={"help": "one outbox-<sink>.sqlite per sink here"}
+    )
+    max_memory_bytes: int = dataclasses.field(
+        default=32 * 1024 * 1024,
+        metadata={"help": "bundles waiting for their commit; put waits beyond this"},
+    )
+    disk_quota_bytes: int = dataclasses.field(
+        default=2 * 1024**3, metadata={"help": "stored bytes before raw readings are shed"}
+    )
+    live_window_s: float = dataclasses.field(
+        default=10.0, metadata={"help": "entries younger than this go out before the backlog"}
+    )
+    backlog_rows_per_s: float = dataclasses.field(
+        default=500_000.0, metadata={"help": "drain rate limit for the backlog; 0 = none"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_memory_bytes < 64 * 1024:
+            raise ValueError("max_memory_bytes must be at least 65536")
+        if self.disk_quota_bytes < 1024 * 1024:
+            raise ValueError("disk_quota_bytes must be at least 1048576 (1 MiB)")
+        if self.live_window_s < 0 or self.backlog_rows_per_s < 0:
+            raise ValueError("live_window_s and backlog_rows_per_s must be 0 or more")
+
+    def path_for(self, sink_name: str) -> Path:
+        return Path(self.directory) / f"outbox-{sink_name}.sqlite"
+
+
+DEFAULT_SETTINGS = OutboxSettings()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxStats:
+    entries: int
+    rows: int
+    stored_bytes: int
+    oldest_age_s: float  # 0 when empty
+    pending_bytes: int  # accepted but not yet committed
+    shed_rows: int
+    shed_entries: int
+    corrupt_entries: int
+    accepted_rows: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Entry:
+    created: float
+    cls: EntryClass
+    rows: int
+    nbytes: int
+
+
+# -- encoding ------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Evidence and event data as msgpack-able builtins (numpy scalars and arrays too)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool | bytes):
+        return value
+    return str(value)
+
+
+def _columns(batch: ReadingBatch | FixBatch | AggregateBatch) -> list[bytes]:
+    return [np.ascontiguousarray(c).tobytes() for c in batch.columns()]
+
+
+def _batch(kind: type[Any], cols: Sequence[bytes]) -> Any:
+    dtypes = list(kind.DTYPES.values())
+    return kind(*(np.frombuffer(b, dtype=d) for b, d in zip(cols, dtypes, strict=True)))
+
+
+def _alert_dict(a: Alert) -> dict[str, Any]:
+    d = {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
+    d["severity"] = int(a.severity)
+    d["state"] = a.state.value
+    d["evidence"] = _plain(a.evidence)
+    return d
+
+
+def encode_parts(bundle: Bundle) -> list[tuple[EntryClass, int, int | None, int | None, bytes]]:
+    """A bundle as up to two entry bodies: (class, rows, ts_min, ts_max, body)."""
+    out: list[tuple[EntryClass, int, int | None, int | None, bytes]] = []
+    raw: dict[str, Any] = {}
+    keep: dict[str, Any] = {}
+    if len(bundle.readings):
+        raw["r"] = _columns(bundle.readings)
+    if len(bundle.fixes):
+        raw["f"] = _columns(bundle.fixes)
+    if bundle.rejects:
+        raw["x"] = [[x.ts, x.source, x.reason, x.detail, x.payload] for x in bundle.rejects]
+    if len(bundle.aggregates):
+        keep["a"] = _columns(bundle.aggregates)
+    if bundle.events:
+        keep["e"] = [[e.ts, e.asset, e.kind, e.message, _plain(e.data)] for e in bundle.events]
+    if bundle.alerts:
+        keep["al"] = [_alert_dict(a) for a in bundle.alerts]
+    for cls, part in ((EntryClass.RAW, raw), (EntryClass.KEEP, keep)):
+        if not part:
+            continue
+        rows = 0
+        spans: list[int] = []
+        if "r" in part:
+            rows += len(bundle.readings)
+            spans += [int(bundle.readings.ts.min()), int(bundle.readings.ts.max())]
+        if "f" in part:
+            rows += len(bundle.fixes)
+            spans += [int(bundle.fixes.ts.min()), int(bundle.fixes.ts.max())]
+        if "a" in part:
+            rows += len(bundle.aggregates)
+            spans += [int(bundle.aggregates.ts.min()), int(bundle.aggregates.ts.max())]
+        rows += len(part.get("x", ())) + len(part.get("e", ())) + len(part.get("al", ()))
+        body = msgspec.msgpack.encode(part)
+        out.append((cls, rows, min(spans, default=None), max(spans, default=None), body))
+    return out
+
+
+def decode_body(body: bytes) -> Bundle:
+    part = msgspec.msgpack.decode(body)
+    readings = _batch(ReadingBatch, part["r"]) if "r" in part else ReadingBatch.empty()
+    fixes = _batch(FixBatch, part["f"]) if "f" in part else FixBatch.empty()
+    aggregates = _batch(AggregateBatch, part["a"]) if "a" in part else AggregateBatch.empty()
+    rejects = tuple(Reject(*x) for x in part.get("x", ()))
+    events = tuple(Event(*e) for e in part.get("e", ()))
+    alerts: list[Alert] = []
+    for d in part.get("al", ()):
+        d["severity"] = Severity(d["severity"])
+        d["state"] = AlertState(d["state"])
+        alerts.append(Alert(**d))
+    return Bundle(readings, fixes, aggregates, events, tuple(alerts), rejects)
+
+
+# -- the file ------------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # a commit is fsync'd before put returns
+    return db
+
+
+def _check(path: Path) -> sqlite3.Connection:
+    """Open an existing or new outbox, refusing a damaged one with the remedy."""
+    remedy = (
+        f"the gateway refuses to start on it rather than lose what it holds. Run "
+        f"`gateway outbox recover {path}` to copy every intact entry into a fresh outbox "
+        f"(the damaged file is kept beside it), then start again"
+    )
+    try:
+        db = _connect(path)
+        (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            db.close()
+            raise OutboxCorrupt(f"outbox {path} is damaged ({verdict}); {remedy}")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM counters WHERE name = 'format'").fetchone()
+    except sqlite3.DatabaseError as err:
+        raise OutboxCorrupt(f"outbox {path} is not readable ({err}); {remedy}") from err
+    if row is None:
+        db.execute("INSERT INTO counters VALUES ('format', ?)", (FORMAT_VERSION,))
+    elif row[0] != FORMAT_VERSION:
+        db.close()
+        raise OutboxError(
+            f"outbox {path} has format {row[0]}, this gateway reads {FORMAT_VERSION}; "
+            "drain it with the gateway version that wrote it"
+        )
+    return db
+
+
+class Outbox:
+    """A durable, byte-bounded, live-first queue of bundles for one sink.
+
+    Delivery uses it like a BundleQueue: `put`, `take`, then `confirm` once the
+    sink stored the taken bundle or `release` to keep it for a later take.
+    """
+
+    durable = True
+
+    def __init__(self, path: str | Path, settings: OutboxSettings, db: sqlite3.Connection) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self._db = db
+        self._index: OrderedDict[int, _Entry] = OrderedDict()
+        self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._stored = 0
+        self._rows = 0
+        self._pending: list[tuple[list[Any], asyncio.Future[None]]] = []
+        self._pending_bytes = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._leased: list[int] = []
+        self._closed = False
+        self._changed: asyncio.Condition | None = None
+        self._db_lock: asyncio.Lock | None = None
+        self._tokens = 0.0
+        self._tokens_at = time.monotonic()
+        self._load()
+
+    @classmethod
+    def open(cls, path: str | Path, settings: OutboxSettings = DEFAULT_SETTINGS) -> Outbox:
+        """Open (or create) the outbox at `path`; raise OutboxCorrupt for a damaged file."""
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutboxError(f"cannot create {p.parent}: {err.strerror}") from err
+        outbox = cls(p, settings, _check(p))
+        if len(outbox._index):
+            log.info(
+                "outbox.resumed",
+                path=str(p),
+                entries=len(outbox._index),
+                rows=outbox._rows,
+                stored_bytes=outbox._stored,
+            )
+        return outbox
+
+    def _load(self) -> None:
+        for seq, created, cls, rows, nbytes in self._db.execute(
+            "SELECT seq, created, class, rows, length(body) FROM entries ORDER BY seq"
+        ):
+            self._index[seq] = _Entry(created, EntryClass(cls), rows, nbytes)
+            self._stored += nbytes
+            self._rows += rows
+        for name, value in self._db.execute("SELECT name, value FROM counters"):
+            self._counters[name] = int(value)
+
+    # the loop objects are made on first use: no loop is needed to open a file
+    @property
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        if self._db_lock is None:
+            self._db_lock = asyncio.Lock()
+        return self._db_lock
+
+    # -- BundleQueue surface -------------------------------------------------------
+
+    @property
+    def rows(self) -> int:
+        """Rows stored and not yet confirmed (including a taken, unconfirmed bundle)."""
+        return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        return self._pending_bytes
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    async def put(self, bundle: Bundle) -> None:
+        """Store `bundle`; returns once it is committed to disk (fsync'd)."""
+        if self._closed:
+            raise QueueClosed("the pipeline is shutting down")
+        parts = encode_parts(bundle)
+        if not parts:
+            return
+        size = sum(len(p[4]) for p in parts)
+        async with self._cond:
+            await self._cond.wait_for(
+                lambda: (
+                    self._closed
+                    or not self._pending
+                    or self._pending_bytes + size <= self.settings.max_memory_bytes
+                )
+            )
+            if self._closed:
+                raise QueueClosed("the pipeline is shutting down")
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending.append((parts, done))
+            self._pending_bytes += size
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush(), name=f"outbox:{self.path.name}")
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            parts = [p for entry_parts, _ in batch for p in entry_parts]
+            try:
+                async with self._lock:
+                    added, shed = await asyncio.to_thread(self._insert, parts)
+            except (sqlite3.Error, OSError) as err:
+                error = OutboxError(f"cannot write the outbox {self.path}: {err}")
+                log.error("outbox.write_failed", path=str(self.path), error=str(err))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(error)
+                async with self._cond:
+                    self._pending_bytes -= sum(len(p[4]) for p in parts)
+                    self._cond.notify_all()
+                continue
+            async with self._cond:
+                for seq, entry in added:
+                    self._index[seq] = entry
+                    self._stored += entry.nbytes
+                    self._rows += entry.rows
+                for seq in shed:
+                    gone = self._index.pop(seq)
+                    self._stored -= gone.nbytes
+                    self._rows -= gone.rows
+                self._pending_bytes -= sum(len(p[4]) for p in parts)
+                self._cond.notify_all()
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _insert(
+        self, parts: list[tuple[EntryClass, int, int | None, int | None, bytes]]
+    ) -> tuple[list[tuple[int, _Entry]], list[int]]:
+        """One transaction: the new entries, then shedding if over quota. Worker thread."""
+        db = self._db
+        now = time.time()
+        added: list[tuple[int, _Entry]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for cls, rows, ts_min, ts_max, body in parts:
+                cur = db.execute(
+                    "INSERT INTO entries (created, class, rows, ts_min, ts_max, crc, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (now, int(cls), rows, ts_min, ts_max, zlib.crc32(body), body),
+                )
+                assert cur.lastrowid is not None
+                added.append((cur.lastrowid, _Entry(now, cls, rows, len(body))))
+            accepted = sum(e.rows for _, e in added)
+            self._bump(db, "accepted_rows", accepted)
+            shed = self._shed(db, sum(e.nbytes for _, e in added))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return added, shed
+
+    def _bump(self, db: sqlite3.Connection, name: str, by: int) -> None:
+        if by:
+            db.execute(
+                "INSERT INTO counters VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, by),
+            )
+            self._counters[name] = self._counters.get(name, 0) + by
+
+    def _shed(self, db: sqlite3.Connection, adding: int) -> list[int]:
+        """Delete the oldest raw entries until the store fits its quota again."""
+        over = self._stored + adding - self.settings.disk_quota_bytes
+        if over <= 0:
+            return []
+        leased = set(self._leased)
+        victims: list[int] = []
+        rows = 0
+        for seq, entry in self._index.items():
+            if over <= 0:
+                break
+            if entry.cls is EntryClass.RAW and seq not in leased:
+                victims.append(seq)
+                over -= entry.nbytes
+                rows += entry.rows
+        if victims:
+            db.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in victims])
+            self._bump(db, "shed_rows", rows)
+            self._bump(db, "shed_entries", len(victims))
+            log.warning(
+                "outbox.shed",
+                path=str(self.path),
+                entries=len(victims),
+                rows=rows,
+                reason="disk quota reached; oldest raw readings dropped",
+                quota_bytes=self.settings.disk_quota_bytes,
+            )
+        if over > 0:
+            log.warning(
+                "outbox.over_quota",
+                path=str(self.path),
+                over_bytes=over,
+                reason="only alerts, events and aggregates are left; they are never shed",
+            )
+        return victims
+
+    async def take(self, max_rows: int, max_wait: float) -> Bundle | None:
+        """Lease entries up to `max_rows` rows: live ones first, else the oldest
+        backlog within the rate limit. Returns None once closed and drained."""
+        if self._leased:
+            raise RuntimeError("confirm or release the previous take first")
+        loop = asyncio.get_running_loop()
+        async with self._cond:
+            while True:
+                await self._cond.wait_for(lambda: self._closed or bool(self._index))
+                if not self._index:
+                    return None
+                live = self._live_start()
+                if live is not None and live == next(iter(self._index)) and not self._closed:
+                    # no backlog: batch by size and time, as the in-memory queue does
+                    deadline = loop.time() + max_wait
+                    while self._rows < max_rows:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0 or self._closed:
+                            break
+                        try:
+                            await asyncio.wait_for(self._cond.wait(), remaining)
+                        except TimeoutError:
+                            break
+                    live = next(iter(self._index), None)
+                if live is not None:
+                    seqs = self._select(live, max_rows)
+                    break
+                seqs = self._select(next(iter(self._index)), max_rows)
+                wait = self._backlog_wait(sum(self._index[s].rows for s in seqs))
+                if wait <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):  # a live entry arriving goes first
+                    await asyncio.wait_for(self._cond.wait(), wait)
+            self._leased = seqs
+        try:
+            async with self._lock:
+                bodies, bad = await asyncio.to_thread(self._read, seqs)
+        except BaseException:
+            self._leased = []
+            raise
+        if bad:
+            async with self._cond:
+                for seq in bad:
+                    gone = self._index.pop(seq, None)
+                    if gone is not None:
+                        self._stored -= gone.nbytes
+                        self._rows -= gone.rows
+            self._leased = [s for s in self._leased if s not in set(bad)]
+        if not bodies:
+            self._leased = []
+            return Bundle()
+        return Bundle.merge(bodies)
+
+    def _live_start(self) -> int | None:
+        """The first seq of the live suffix, or None when nothing is live."""
+        horizon = time.time() - self.settings.live_window_s
+        first: int | None = None
+        for seq in reversed(self._index):
+            if self._index[seq].created < horizon:
+                break
+            first = seq
+        return first
+
+    def _select(self, start: int, max_rows: int) -> list[int]:
+        seqs: list[int] = []
+        rows = 0
+        started = False
+        for seq, entry in self._index.items():
+            started = started or seq == start
+            if not started:
+                continue
+            if seqs and rows + entry.rows > max_rows:
+                break
+            seqs.append(seq)
+            rows += entry.rows
+        return seqs
+
+    def _backlog_wait(self, rows: int) -> float:
+        rate = self.settings.backlog_rows_per_s
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self._tokens = min(max(rate, float(rows)), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens >= rows:
+            self._tokens -= rows
+            return 0.0
+        return (rows - self._tokens) / rate
+
+    def _read(self, seqs: list[int]) -> tuple[list[Bundle], list[int]]:
+        """Bodies of `seqs`, checked against their CRC. Worker thread."""
+        marks = ",".join("?" * len(seqs))
+        rows = self._db.execute(
+            f"SELECT seq, crc, body FROM entries WHERE seq IN ({marks}) ORDER BY seq",
+            seqs,
+        ).fetchall()
+        out: list[Bundle] = []
+        bad: list[int] = []
+        for seq, crc, body in rows:
+            try:
+                if zlib.crc32(body) != crc:
+                    raise ValueError("CRC mismatch")
+                out.append(decode_body(body))
+            except (ValueError, TypeError, KeyError, msgspec.DecodeError) as err:
+                bad.append(seq)
+                log.error("outbox.corrupt_entry", path=str(self.path), seq=seq, error=str(err))
+        if bad:
+            # kept aside, not deleted: an operator can still inspect the bytes
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS quarantine AS SELECT * FROM entries WHERE 0"
+            )
+            self._db.executemany(
+                "INSERT INTO quarantine SELECT * FROM entries WHERE seq = ?", [(s,) for s in bad]
+            )
+            self._db.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in bad])
+            self._bump(self._db, "corrupt_entries", len(bad))
+            self._db.execute("COMMIT")
+        return out, bad
+
+    async def confirm(self) -> None:
+        """The sink stored the taken bundle: delete its entries."""
+        seqs, self._leased = self._leased, []
+        if not seqs:
+            return
+        async with self._lock:
+            await asyncio.to_thread(self._delete, seqs)
+        async with self._cond:
+            for seq in seqs:
+                gone = self._index.pop(seq, None)
+                if gone is not None:
+                    self._stored -= gone.nbytes
+                    self._rows -= gone.rows
+            self._cond.notify_all()
+
+    def _delete(self, seqs: list[int]) -> None:
+        # Not fsync'd on its own: a delete lost in a crash re-sends entries the
+        # sink already has, and its writes are idempotent. The next put's
+        # commit makes it durable anyway.
+        db = self._db
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in seqs])
+            db.execute("COMMIT")
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+
+    async def release(self) -> None:
+        """The sink did not take the bundle: its entries stay for a later take."""
+        self._leased = []
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def close(self) -> None:
+        """No more puts; takes drain what is stored. The file stays open for them."""
+        async with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    def close_file(self) -> None:
+        """Close the SQLite file (after the delivery stopped)."""
+        self._db.close()
+
+    # -- inspection ----------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        first = next(iter(self._index.values()), None)
+        age = max(0.0, time.time() - first.created) if first else 0.0
+        c = self._counters
+        return OutboxStats(
+            entries=len(self._index),
+            rows=self._rows,
+            stored_bytes=self._stored,
+            oldest_age_s=age,
+            pending_bytes=self._pending_bytes,
+            shed_rows=c.get("shed_rows", 0),
+            shed_entries=c.get("shed_entries", 0),
+            corrupt_entries=c.get("corrupt_entries", 0),
+            accepted_rows=c.get("accepted_rows", 0),
+        )
+
+    def measurements(self) -> Iterable[Measurement]:
+        s = self.stats()
+        labels = (("outbox", self.path.stem),)
+        yield Measurement(
+            "outbox_entries", s.entries, "bundle parts waiting for the sink", labels=labels
+        )
+        yield Measurement("outbox_rows", s.rows, "rows waiting for the sink", labels=labels)
+        yield Measurement("outbox_stored_bytes", s.stored_bytes, "bytes stored", labels=labels)
+        yield Measurement(
+            "outbox_oldest_age_seconds", s.oldest_age_s, "age of the oldest entry", labels=labels
+        )
+        yield Measurement(
+            "outbox_pending_bytes", s.pending_bytes, "accepted, not yet committed", labels=labels
+        )
+        yield Measurement(
+            "outbox_shed_rows", s.shed_rows, "raw rows shed at the disk quota", "counter", labels
+        )
+        yield Measurement(
+            "outbox_corrupt_entries", s.corrupt_entries, "entries quarantined", "counter", labels
+        )
+        yield Measurement(
+            "outbox_accepted_rows", s.accepted_rows, "rows accepted", "counter", labels
+        )
+
+
+def read_stats(path: str | Path) -> OutboxStats:
+    """Figures for an outbox file, read-only, while a gateway may be writing it."""
+    p = Path(path)
+    if not p.exists():
+        raise OutboxError(f"no outbox at {p}")
+    try:
+        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            n, rows, stored, oldest = db.execute(
+                "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(length(body)), 0), "
+                "min(created) FROM entries"
+            ).fetchone()
+            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise OutboxCorrupt(f"outbox {p} is not readable ({err})") from err
+    return OutboxStats(
+        entries=int(n),
+        rows=int(rows),
+        stored_bytes=int(stored),
+        oldest_age_s=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+        pending_bytes=0,
+        shed_rows=int(counters.get("shed_rows", 0)),
+        shed_entries=int(counters.get("shed_entries", 0)),
+        corrupt_entries=int(counters.get("corrupt_entries", 0)),
+        accepted_rows=int(counters.get("accepted_rows", 0)),
+    )
+
+
+def recover(path: str | Path) -> tuple[int, int, Path]:
+    """Copy every intact entry of a damaged outbox into a fresh file at `path`.
+
+    The damaged file (and its -wal) is renamed `<path>.corrupt-<utc time>`.
+    Returns (entries recovered, entries lost, where the damaged file went).
+    """
+    p = Path(path)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = p.with_name(f"{p.name}.corrupt-{stamp}")
+    os.replace(p, aside)
+    for suffix in ("-wal", "-shm"):
+        side = p.with_name(p.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
+    _trim_header(aside)
+    fresh = _connect(p)
+    fresh.executescript(_SCHEMA)
+    fresh.execute("INSERT INTO counters VALUES ('format', ?)", (FORMAT_VERSION,))
+    kept = lost = 0
+    try:
+        old = sqlite3.connect(aside)  # read-write: a WAL file needs its -shm
+    except sqlite3.DatabaseError:
+        fresh.close()
+        return 0, 0, aside
+    try:
+        seqs = _salvage_seqs(old)
+        for seq in seqs:
+            try:
+                row = old.execute(
+                    "SELECT seq, created, class, rows, ts_min, ts_max, crc, body "
+                    "FROM entries WHERE seq = ?",
+                    (seq,),
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                lost += 1
+                continue
+            if row is None:
+                continue  # confirmed and deleted before the damage: nothing lost
+            if zlib.crc32(row[7]) != row[6]:
+                lost += 1
+                continue
+            fresh.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            kept += 1
+        try:
+            for name, value in old.execute("SELECT name, value FROM counters"):
+                if name != "format":
+                    fresh.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
+        except sqlite3.DatabaseError:
+            pass  # the counters are figures, not data
+        if lost:
+            fresh.execute(
+                "INSERT INTO counters VALUES ('corrupt_entries', ?) ON CONFLICT(name) "
+                "DO UPDATE SET value = value + excluded.value",
+                (lost,),
+            )
+    finally:
+        old.close()
+        fresh.close()
+    return kept, lost, aside
+
+
+def _trim_header(path: Path) -> None:
+    """Make a truncated file's header agree with its length.
+
+    SQLite trusts the page count in the header (bytes 28-31); when the tail of
+    the file is gone every query fails, even for rows on pages that survived.
+    Cutting the file to whole pages and writing the real count lets the intact
+    rows be read again.
+    """
+    with path.open("r+b") as fh:
+        head = fh.read(100)
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            return
+        page = int.from_bytes(head[16:18], "big") or 65536
+        size = fh.seek(0, os.SEEK_END)
+        pages = size // page
+        if pages < int.from_bytes(head[28:32], "big"):
+            fh.truncate(pages * page)
+            fh.seek(28)
+            fh.write(pages.to_bytes(4, "big"))
+
+
+def _salvage_seqs(old: sqlite3.Connection) -> list[int]:
+    """Every seq the damaged file still lists, read as far as the damage allows."""
+    seqs: list[int] = []
+    try:
+        for (seq,) in old.execute("SELECT seq FROM entries ORDER BY seq"):
+            seqs.append(seq)
+    except sqlite3.DatabaseError:
+        # the index is damaged part-way: probe onward from the last seq read
+        last = seqs[-1] if seqs else 0
+        try:
+            (top,) = old.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
+            ).fetchone()
+        except (sqlite3.DatabaseError, TypeError):
+            top = last + 100_000
+        seqs.extend(range(last + 1, int(top) + 1))
+    return seqs
+
+
+# -- CLI -----------------------------------------------------------------------------
+
+_EXAMPLES = """\
+examples:
+  gateway outbox stats var/outbox/outbox-postgres.sqlite
+  gateway outbox stats var/outbox/*.sqlite --json
+  gateway outbox recover var/outbox/outbox-postgres.sqlite
+
+stats reads the file while the gateway runs. recover is for an outbox the
+gateway refused at start: it copies the intact entries into a fresh file and
+keeps the damaged one beside it as <file>.corrupt-<time>.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "outbox",
+        help="inspect or recover the durable outbox",
+        description="Inspect or recover the durable outbox files.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmds = parser.add_subparsers(dest="outbox_command", metavar="COMMAND", required=True)
+    stats = cmds.add_parser(
+        "stats",
+        help="depth, age of the oldest entry, bytes, what was shed",
+        description="Show depth, age of the oldest entry, bytes and what was shed.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stats.add_argument("paths", nargs="+", help="outbox files")
+    stats.add_argument("--json", action="store_true", help="one JSON object per file")
+    stats.set_defaults(func=_stats_command)
+    rec = cmds.add_parser(
+        "recover",
+        help="salvage the intact entries of a damaged outbox",
+        description="Copy the intact entries of a damaged outbox into a fresh file.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("path", help="the damaged outbox file")
+    rec.set_defaults(func=_recover_command)
+
+
+def _stats_command(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.paths:
+        try:
+            s = read_stats(path)
+        except OutboxError as err:
+            print(f"gateway outbox stats: {err}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            print(msgspec.json.encode({"path": path, **dataclasses.asdict(s)}).decode())
+            continue
+        print(
+            f"{path}\n"
+            f"  depth          {s.entries} entries, {s.rows} rows\n"
+            f"  oldest         {_age(s.oldest_age_s)}\n"
+            f"  stored         {s.stored_bytes} bytes\n"
+            f"  shed           {s.shed_rows} rows in {s.shed_entries} entries (disk quota)\n"
+            f"  corrupt        {s.corrupt_entries} entries quarantined\n"
+            f"  accepted       {s.accepted_rows} rows since the file was made"
+        )
+    return status
+
+
+def _age(seconds: float) -> str:
+    if seconds <= 0:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _recover_command(args: argparse.Namespace) -> int:
+    try:
+        kept, lost, aside = recover(args.path)
+    except OSError as err:
+        print(f"gateway outbox recover: {err}", file=sys.stderr)
+        return 1
+    print(f"recovered {kept} entries, lost {lost}; the damaged file is kept as {aside}")
+    return 0 if not lost else 3
