@@ -52,8 +52,10 @@ class BusPublisher:
         self.connected = threading.Event()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
         self.published = 0
-        self._pending: list[paho.MQTTMessageInfo] = []
+        self._sent_qos1 = 0
+        self._acked = 0  # PUBACKs, counted in paho's thread
 
     def _on_connect(
         self, client: paho.Client, _u: object, _f: object, rc: object, _p: object
@@ -65,6 +67,11 @@ class BusPublisher:
         self, client: paho.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         self.connected.clear()
+
+    def _on_publish(
+        self, client: paho.Client, _u: object, mid: int, rc: object, _p: object
+    ) -> None:
+        self._acked += 1
 
     def start(self, timeout: float = 10.0) -> None:
         self.client.connect_async(
@@ -78,23 +85,19 @@ class BusPublisher:
     def publish(self, messages: Iterable[Message]) -> int:
         n = 0
         for m in messages:
-            info = self.client.publish(m.topic, m.payload, qos=m.qos)
-            if m.qos:
-                self._pending.append(info)
+            # while disconnected paho queues QoS 1 messages and sends them on reconnect
+            self.client.publish(m.topic, m.payload, qos=m.qos)
+            self._sent_qos1 += m.qos > 0
             n += 1
         self.published += n
-        if len(self._pending) > 10_000:
-            self._pending = [i for i in self._pending if not i.is_published()]
         return n
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every QoS 1 message is acknowledged by the broker."""
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
-            self._pending = [i for i in self._pending if not i.is_published()]
-            if self._pending:
-                time.sleep(0.02)
-        return not self._pending
+        while self._acked < self._sent_qos1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._acked >= self._sent_qos1
 
     def close(self) -> None:
         self.client.disconnect()
