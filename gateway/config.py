@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
+from gateway.db.settings import PostgresSettings
+from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.logs import LogFormat
 
 T = TypeVar("T")
@@ -253,8 +252,13 @@ class PipelineSettings:
     batch_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
     drain_timeout: float = 10.0
+    sinks: tuple[Literal["postgres", "sqlite"], ...] = dataclasses.field(
+        default=("postgres",), metadata={"help": "where data goes: postgres, sqlite or both"}
+    )
 
     def __post_init__(self) -> None:
+        if not self.sinks:
+            raise ValueError('sinks is empty; write sinks = ["postgres"] or ["sqlite"]')
         if self.queue_max_bytes < 1024 * 1024:
             raise ValueError("queue_max_bytes must be at least 1048576 (1 MiB)")
         if self.batch_max_rows < 1 or self.batch_max_seconds <= 0:
@@ -262,28 +266,17 @@ class PipelineSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DatabaseSettings:
-    dsn: str = "postgresql://postgres@127.0.0.1:5432/gateway"
-    password_env: str | None = None
-    password_file: str | None = None
-    connect_timeout: float = 5.0
-    fallback_sqlite: str = dataclasses.field(
-        default="var/gateway.sqlite",
-        metadata={"help": "embedded store used when PostgreSQL is unreachable at start"},
+class SqliteSettings:
+    path: str = dataclasses.field(
+        default="var/gateway.sqlite", metadata={"help": "embedded store on the gateway's disk"}
     )
 
-    def __post_init__(self) -> None:
-        try:
-            params = conninfo_to_dict(self.dsn)
-        except psycopg.ProgrammingError as err:
-            raise ValueError(f"dsn is not a valid PostgreSQL connection string: {err}") from err
-        if params.get("password"):
-            raise ValueError(
-                "dsn holds a password; remove it and set password_env or password_file instead"
-            )
 
-    def password(self) -> str | None:
-        return read_secret(self.password_env, self.password_file, what="database password")
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = dataclasses.field(default=9108, metadata={"help": "GET /metrics on this port"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -291,7 +284,10 @@ class Settings:
     gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     pipeline: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
-    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
+    postgres: PostgresSettings = dataclasses.field(default_factory=PostgresSettings)
+    sqlite: SqliteSettings = dataclasses.field(default_factory=SqliteSettings)
+    metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
+    modbus: ModbusSettings = dataclasses.field(default_factory=ModbusSettings)
 
 
 def load_settings(path: str | Path) -> Settings:

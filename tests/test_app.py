@@ -1,0 +1,119 @@
+"""The daemon as an operator runs it: `gateway run -c FILE` in its own process."""
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from firmware_sim.water.model import ModelSettings
+from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
+from gateway.config import ConfigError, load_settings
+from gateway.db.migrate import migrate
+
+
+def config_for(sim: WaterNetworkSim, tmp_path: Path, dsn: str, *, drain: float = 10.0) -> Path:
+    devices = "\n".join(
+        f"""
+[[modbus.devices]]
+name = "{m.name}"
+line = "sim"
+tcp_port = {m.tcp_port}
+unit_id = {m.unit_id}
+profile = "{m.profile.name}"
+interval = 0.2
+"""
+        for m in sim.devices
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""
+[gateway]
+id = "test-gw"
+[pipeline]
+batch_max_seconds = 0.2
+drain_timeout = {drain}
+[postgres]
+dsn = "{dsn}"
+connect_timeout = 1.0
+[metrics]
+enabled = false
+[[modbus.lines]]
+name = "sim"
+kind = "tcp"
+host = "127.0.0.1"
+timeout = 0.3
+{devices}
+"""
+    )
+    return path
+
+
+async def start_gateway(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "run",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stored(dsn: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT count(*) FROM readings")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def test_sigterm_drains_flushes_and_exits_zero(pg_dsn: str, tmp_path: Path) -> None:
+    await migrate(pg_dsn)
+    async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
+        proc = await start_gateway(config_for(sim, tmp_path, pg_dsn))
+        for _ in range(100):
+            await asyncio.sleep(0.2)
+            if await stored(pg_dsn) > 20:
+                break
+        else:
+            pytest.fail("no readings reached PostgreSQL within 20 s")
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    done = re.search(r"event=runtime.stopped rows_written=(\d+) rows_abandoned=(\d+)", log)
+    assert done, log
+    written, abandoned = int(done[1]), int(done[2])
+    assert abandoned == 0
+    assert await stored(pg_dsn) == written, "every confirmed row is in the table, once"
+
+
+async def test_unreachable_database_does_not_crash_the_daemon(tmp_path: Path) -> None:
+    dead = "postgresql://postgres@127.0.0.1:1/nowhere"
+    async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
+        proc = await start_gateway(config_for(sim, tmp_path, dead, drain=1.0))
+        await asyncio.sleep(4)
+        assert proc.returncode is None, "the daemon must keep running without its database"
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert log.count("event=sink.down") == 1, "logged once per change of state"
+    assert "event=device.up" in log
+    held = re.search(r"event=delivery.abandoned sink=postgres rows=(\d+)", log)
+    assert held and int(held[1]) > 0, "readings were held in memory while the database was away"
+
+
+def test_bad_device_wiring_is_refused_before_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[modbus.devices]]\nname = "dma-01/inlet"\nline = "nope"\nprofile = "emf-flow-meter"\n'
+    )
+    with pytest.raises(ConfigError, match="line 'nope', which is not defined") as info:
+        load_settings(path)
+    assert info.value.key == "modbus"

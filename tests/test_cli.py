@@ -1,0 +1,62 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def commands() -> list[list[str]]:
+    """Every command path, e.g. ['demo'], ['sim', 'water']."""
+    found: list[list[str]] = []
+
+    def walk(parser: object, path: list[str]) -> None:
+        for action in getattr(parser, "_actions", []):
+            choices = getattr(action, "choices", None)
+            if isinstance(choices, dict):
+                for name, sub in choices.items():
+                    found.append([*path, name])
+                    walk(sub, [*path, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_top_level_help_has_examples() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "examples:" in out and "gateway demo --duration 20" in out
+
+
+@pytest.mark.parametrize("path", commands(), ids=" ".join)
+def test_every_command_help_has_examples(
+    path: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*path, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out, f"gateway {' '.join(path)} --help shows no examples"
+    assert "gateway " in out.split("examples:", 1)[1]
+
+
+def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(ROOT / "config" / "gateway.example.toml")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_config_rejects_with_file_key_and_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pipeline]\nbatch_max_rows = '5'\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}: pipeline.batch_max_rows: expected a whole number" in result.stderr
