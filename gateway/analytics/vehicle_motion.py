@@ -153,7 +153,7 @@ class MotionRules:
                 a = self.ctx.book.open(
                     "gps_jump", v, ts, Severity.WARNING,
                     f"GPS fix jumped {jump_m[i]:.0f} m (implied {implied[i] * _KMH:.0f} km/h)",
-                    started_at=since, magnitude=float(implied[i] * _KMH),
+                    started_at=since, magnitude=round(float(implied[i] * _KMH), 1),
                     evidence={
                         "implied_kmh": round(float(implied[i] * _KMH), 1),
                         "jump_m": round(float(jump_m[i]), 1),
@@ -219,7 +219,7 @@ class MotionRules:
                     f"{kmh[row]:.0f} km/h over the {limit[row]:.0f} km/h limit"
                     + (f" of zone {name}" if name else "")
                     + f" for {_seconds(ts - since):.0f} s",
-                    started_at=since, magnitude=float(kmh[row]),
+                    started_at=since, magnitude=round(float(kmh[row]), 1),
                     evidence={
                         "speed_kmh": round(float(kmh[row]), 1),
                         "limit_kmh": float(limit[row]),

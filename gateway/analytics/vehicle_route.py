@@ -42,6 +42,7 @@ class RouteRules:
         self._shape_no: dict[str, int] = {}
         self._lines: dict[int, Polyline] = {}
         self._headways: dict[tuple[int, dt.date, int], float] = {}
+        self._speeds: dict[int, float] = {}  # shape number -> running speed, m/s
         self.state = VehicleTable(
             {
                 "shape": (np.int32, -1),
@@ -175,6 +176,8 @@ class RouteRules:
         hour = int((local % 86400) // 3600)
         slot = (no, day, hour)
         if slot not in self._headways:
+            if len(self._headways) > 10_000:  # a long run: forget past days
+                self._headways.clear()
             services = self.feed.services_on(day)
             self._headways[slot] = self.feed.scheduled_headway_s(
                 shape_id, hour * 3600 + 1800, services
@@ -182,12 +185,18 @@ class RouteRules:
         return self._headways[slot]
 
     def running_speed_mps(self, no: int) -> float:
+        found = self._speeds.get(no)
+        if found is not None:
+            return found
         s = self.ctx.settings
         shape_id = self.shape_ids[no]
         if shape_id in s.route_speeds_mps:
-            return s.route_speeds_mps[shape_id]
-        speed = self.feed.scheduled_speed_mps(shape_id) if self.feed is not None else float("nan")
-        return speed if np.isfinite(speed) and speed > 0 else s.default_route_speed_mps
+            speed = s.route_speeds_mps[shape_id]
+        else:
+            speed = self.feed.scheduled_speed_mps(shape_id) if self.feed else float("nan")
+            speed = speed if np.isfinite(speed) and speed > 0 else s.default_route_speed_mps
+        self._speeds[no] = speed
+        return speed
 
     def _headway(self, no: int, out: list[Alert]) -> None:
         s = self.ctx.settings

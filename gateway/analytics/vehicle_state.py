@@ -138,6 +138,7 @@ class AlertBook:
     def __init__(self, vehicles: Interner) -> None:
         self.vehicles = vehicles
         self._open: dict[tuple[str, int, str], Alert] = {}
+        self._keys: dict[tuple[str, int], set[str]] = {}  # keyed alerts (DTCs) per vehicle
 
     def asset(self, vehicle: int) -> str:
         return f"bus/{self.vehicles.name_of(vehicle)}"
@@ -177,6 +178,8 @@ class AlertBook:
             id=alert_id(f"{kind}/{key}" if key else kind, asset, at),
         )
         self._open[slot] = alert
+        if key:
+            self._keys.setdefault((kind, vehicle), set()).add(key)
         return alert
 
     def update(
@@ -201,6 +204,12 @@ class AlertBook:
         alert = self._open.pop((kind, vehicle, key), None)
         if alert is None:
             return None
+        if key:
+            keys = self._keys.get((kind, vehicle))
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[(kind, vehicle)]
         if evidence:
             alert = alert.update(at, evidence={**alert.evidence, **evidence})
         return alert.clear(at)
@@ -215,7 +224,7 @@ class AlertBook:
         return None
 
     def keys_open(self, kind: str, vehicle: int) -> list[str]:
-        return [key for (kd, v, key) in self._open if kd == kind and v == vehicle]
+        return sorted(self._keys.get((kind, vehicle), ()))
 
     def open_alerts(self) -> list[Alert]:
         return list(self._open.values())
