@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.analytics import vehicle_kernels
 from gateway.analytics.gtfs import GtfsFeed, Shape, load_gtfs
 from gateway.analytics.vehicle_health import HealthRules, Rows
 from gateway.analytics.vehicle_motion import MotionRules
@@ -79,8 +80,18 @@ class VehicleRules:
         batch; alerts of the old route clear then. Raises KeyError on an unknown shape."""
         self.route.assign(vehicle, shape_id)
 
-    def open_alerts(self) -> list[Alert]:
-        return self.ctx.book.open_alerts()
+    def open_alerts(self, vehicle: str | None = None) -> list[Alert]:
+        """The open alerts, of one vehicle if named (for its retained status message)."""
+        alerts = self.ctx.book.open_alerts()
+        if vehicle is None:
+            return alerts
+        asset = f"bus/{vehicle}"
+        return [a for a in alerts if a.asset == asset]
+
+    @staticmethod
+    def warm_up() -> None:
+        """Compile or load the numba kernels now rather than on the first batch."""
+        vehicle_kernels.warm_up()
 
     def acknowledge(self, alert_id: str, by: str, at: int) -> Alert | None:
         """An operator's acknowledgement of an open alert. Acknowledging a panic

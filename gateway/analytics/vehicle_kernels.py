@@ -309,3 +309,36 @@ def debounce(
             out[i] = CLEARED
             since[i] = on_since[v]
             peak_out[i] = peak[v]
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the pinned dtypes, so the
+    first live batch does not pay for it."""
+    i32, i64, f64 = np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1)
+    b, i8, f32 = np.zeros(1, np.bool_), np.zeros(1, np.int8), np.zeros(1, np.float32)
+    never = np.full(1, NEVER, np.int64)
+    track_fixes(
+        i32, i64, f64, f64, f32, b, f64, i64, 3,
+        never.copy(), f64.copy(), f64.copy(), f64.copy(),
+        never.copy(), f64.copy(), f64.copy(), i32.copy(),
+        i8.copy(), f64.copy(), f64.copy(), f64.copy(), f64.copy(),
+    )  # fmt: skip
+    speed_accel(i32, i64, f64, i64, never.copy(), f64.copy(), f64.copy())
+    asof_pair(
+        i32,
+        i64,
+        i8,
+        f64,
+        1,
+        f64.copy(),
+        never.copy(),
+        f64.copy(),
+        never.copy(),
+        f64.copy(),
+        f64.copy(),
+    )
+    debounce(
+        i32, i64, b, b, f64, i64, i64, 1, 1, 1,
+        b.copy(), never.copy(), never.copy(), i32.copy(), never.copy(), i32.copy(), f64.copy(),
+        i8.copy(), i64.copy(), f64.copy(),
+    )  # fmt: skip

@@ -15,7 +15,7 @@ from gateway.analytics.vehicle_settings import ModelThresholds, SpeedZone, Vehic
 from gateway.batch import FixBatch, Quality, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.config import ConfigError, convert
-from gateway.events import Alert, Severity
+from gateway.events import Alert, Event, Severity
 from gateway.runtime import Stage
 from gateway.streams import StreamRegistry
 
@@ -116,3 +116,11 @@ def test_a_fleet_of_2000_buses() -> None:
     stale = rules.tick(now[0])
     assert len(stale) == n and {a.kind for a in stale} == {"stale"}
     assert rules.tick(now[0] + NS) == []
+
+
+def test_warm_up_and_open_alerts_per_vehicle() -> None:
+    VehicleRules.warm_up()
+    h = Harness()
+    h.events([Event(at(0), "bus/b1", "panic"), Event(at(0), "bus/b2", "panic")])
+    assert [a.asset for a in h.rules.open_alerts("b2")] == ["bus/b2"]
+    assert len(h.rules.open_alerts()) == 2

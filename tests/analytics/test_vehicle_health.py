@@ -183,3 +183,13 @@ def test_a_long_silence_restarts_the_timer() -> None:
     assert h.of("engine_overheat") == []
     h.readings([("b1", "coolant_c", 290, 110.0)])
     assert [a.opened_at for a in h.of("engine_overheat")] == [at(290)]
+
+
+def test_late_and_duplicate_readings_are_skipped() -> None:
+    h = Harness()
+    h.readings([("b1", "coolant_c", t, 90.0) for t in range(300, 400, 30)])
+    # hot readings older than what was judged arrive late: they cannot open anything
+    h.readings([("b1", "coolant_c", t, 120.0) for t in range(0, 300, 30)])
+    # a hot duplicate of the last time, then normal again
+    h.readings([("b1", "coolant_c", 390, 120.0), ("b1", "coolant_c", 420, 90.0)])
+    assert h.alerts == []
