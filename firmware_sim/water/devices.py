@@ -22,7 +22,7 @@ from gateway.drivers.modbus.registers import encode, encode_string
 
 Role = Literal["inlet", "zone", "amr", "hf"]
 FaultKind = Literal[
-    "stuck", "dead", "slow", "garbage", "crc", "exception",
+    "stuck", "dead", "slow", "garbage", "crc", "exception", "wrong_unit",
     "tamper", "low_battery", "empty_pipe", "meter_leak", "reverse_flow",
 ]  # fmt: skip
 ALARMS = ("tamper", "low_battery", "empty_pipe", "meter_leak", "reverse_flow")
@@ -68,6 +68,9 @@ class SimMeter:
             fc: [0] * _table_size(profile, fc) for fc in (1, 2, 3, 4)
         }
         self.faults: list[FaultSpec] = []
+        for p in profile.points:
+            if p.name == "valve_open":
+                self.tables[p.fc][p.address] = 1  # valves power on open
         self.requests = 0
         self._noise = np.random.default_rng(unit_id * 7919 + dma).standard_normal(4093)
 
@@ -99,10 +102,10 @@ class SimMeter:
                 **alarms,
             }
         if self.role == "amr":
+            # valve_open is a coil the gateway writes: it keeps what was written
             return {
                 "volume_m3": state.amr_volume_l[self.index] / 1000.0,
                 "battery_pct": 87.0,
-                "valve_open": 1.0,
                 "reed_ok": 1.0,
                 **alarms,
             }
@@ -118,6 +121,8 @@ class SimMeter:
             if p.type == "string":
                 self._put(p, encode_string(p, f"SIM{self.unit_id:05d}"))
                 continue
+            if p.name not in values and p.type != "bit":
+                continue  # not modelled: keeps its power-on or written value
             value = values.get(p.name, 0.0)
             if p.rollover > 0:
                 value = math.fmod(value, p.rollover)

@@ -42,6 +42,7 @@ from firmware_sim.water.model import ModelSettings, WaterModel
 from firmware_sim.water.wire import PtyWire
 from gateway.drivers.modbus.profiles import Profile, default_profiles_dir, load_profiles
 from gateway.drivers.modbus.settings import DeviceSettings, LineSettings, ModbusSettings
+from gateway.drivers.modbus.transport import crc16
 
 _TABLE = {1: 1, 5: 1, 15: 1, 2: 2, 3: 3, 6: 3, 16: 3, 23: 3, 4: 4}
 
@@ -242,7 +243,8 @@ class WaterNetworkSim:
 
     def _tracer(self, kind: Literal["tcp", "rtu"]) -> Any:
         """Faults on the outgoing frame: dead drops it, garbage replaces it with
-        random bytes, crc corrupts its checksum (tcp has none: it is cut short)."""
+        random bytes, crc corrupts its checksum (tcp has none: it is cut short),
+        wrong_unit answers as another unit."""
 
         def trace(sending: bool, data: bytes) -> bytes:
             if not sending or len(data) < 3:
@@ -252,15 +254,21 @@ class WaterNetworkSim:
             if meter is None:
                 return data
             t = self.sim_time()
-            fault = meter.fault(t, "dead", "garbage", "crc")
+            fault = meter.fault(t, "dead", "garbage", "crc", "wrong_unit")
             if fault is None:
                 return data
             if fault.kind == "dead":
                 return b""
             if fault.kind == "garbage":
                 return bytes(self._garble.randrange(256) for _ in range(len(data)))
+            if fault.kind == "wrong_unit":
+                other = (unit % 247) + 1
+                if kind == "tcp":
+                    return data[:6] + bytes([other]) + data[7:]
+                body = bytes([other]) + data[1:-2]
+                return body + crc16(body).to_bytes(2, "little")
             if kind == "tcp":
-                return data[:-2]
+                return data[:-2]  # tcp has no CRC: a truncated frame instead
             return data[:-1] + bytes([data[-1] ^ 0x5A])
 
         return trace

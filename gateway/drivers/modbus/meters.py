@@ -31,6 +31,8 @@ from gateway.streams import StreamRegistry
 
 LITRES_PER = {"m3": 1000.0, "m³": 1000.0, "L": 1.0, "l": 1.0, "kL": 1000.0, "ML": 1e6}
 REPLACEMENT_FRACTION = 0.01  # a backwards jump beyond 1% of the reading (and 1 unit) is a swap
+# a backwards step is a wrap only if the volume it implies is a small part of the dial
+ROLLOVER_FRACTION = 0.05
 
 
 class MeterState:
@@ -115,7 +117,7 @@ class MeterState:
         quality = int(Quality.SUBSTITUTED)
         if delta < 0:
             wrap = point.rollover
-            if wrap > 0 and prev > 0.5 * wrap and total < 0.5 * wrap:
+            if wrap > 0 and 0 <= delta + wrap < ROLLOVER_FRACTION * wrap:
                 delta += wrap
                 events.append(
                     Event(

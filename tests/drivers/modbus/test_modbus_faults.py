@@ -1,0 +1,147 @@
+"""Bad input on the wire: each fault gives a quality flag and one log line per
+change of state, never a crash, and never slows the other devices."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
+from gateway.batch import Quality
+from gateway.drivers.modbus import ModbusSource
+from gateway.streams import StreamRegistry
+
+BAD_FRAME = Quality.COMM_ERROR | Quality.CRC_ERROR
+TIMED_OUT = Quality.COMM_ERROR | Quality.TIMEOUT
+
+
+async def run_with_fault(
+    fault: FaultSpec, *, rtu: bool, seconds: float, collector: Any, run_source: Any
+) -> tuple[ModbusSource, StreamRegistry, Any]:
+    settings = WaterSimSettings(model=ModelSettings(dmas=1), faults=(fault,), tcp=not rtu, rtu=rtu)
+    async with WaterNetworkSim(settings) as sim:
+        modbus = sim.modbus_settings(interval=0.2, timeout=0.25, retries=1, rtu=rtu)
+        registry = StreamRegistry()
+        source = ModbusSource(modbus, registry)
+        await run_source(source, seconds, collector)
+    return source, registry, collector.merged().readings
+
+
+CASES = [
+    (FaultSpec("dma-01/inlet", "garbage"), BAD_FRAME, "bad_frame"),
+    (FaultSpec("dma-01/inlet", "crc"), BAD_FRAME, "bad_frame"),  # tcp: a truncated reply
+    (FaultSpec("dma-01/inlet", "wrong_unit"), BAD_FRAME, "bad_frame"),
+    (FaultSpec("dma-01/inlet", "dead"), TIMED_OUT, "timeout"),
+    (FaultSpec("dma-01/inlet", "slow", delay_s=0.6), TIMED_OUT, "timeout"),
+    (FaultSpec("dma-01/inlet", "exception", code=2), Quality.DEVICE_EXCEPTION, "exception"),
+    (FaultSpec("dma-01/inlet", "exception", code=0x0B), Quality.DEVICE_EXCEPTION, "exception"),
+]
+MORE_CODES = [
+    (FaultSpec("dma-01/inlet", "exception", code=c), Quality.DEVICE_EXCEPTION, "exception")
+    for c in (1, 3, 4, 0x0A)
+]
+MATRIX = [(*case, False) for case in CASES + MORE_CODES] + [(*case, True) for case in CASES]
+
+
+def case_id(fault: FaultSpec, rtu: bool) -> str:
+    code = f"-{fault.code:#04x}" if fault.kind == "exception" else ""
+    return f"{'rtu' if rtu else 'tcp'}-{fault.kind}{code}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "quality", "state", "rtu"), MATRIX, ids=[case_id(m[0], m[3]) for m in MATRIX]
+)
+async def test_fault_gives_quality_and_one_log_line(  # noqa: PLR0917
+    fault: FaultSpec,
+    quality: int,
+    state: str,
+    rtu: bool,
+    collector: Any,
+    run_source: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.modbus"):
+        source, registry, r = await run_with_fault(
+            fault, rtu=rtu, seconds=1.5 if rtu else 0.9, collector=collector, run_source=run_source
+        )
+    flow = r.stream == registry.id_of("dma-01/inlet/flow_lps")
+    assert flow.any()
+    if rtu and fault.kind == "slow":
+        # late replies land in later exchanges on the shared wire (as on a real
+        # RS-485 line), so after the first timeout some polls see a bad frame
+        assert r.quality[flow][0] == quality
+        assert (r.quality[flow] & Quality.COMM_ERROR).all()
+        return
+    assert (r.quality[flow] == quality).all(), Quality.describe(int(r.quality[flow][0]))
+    assert np.isnan(r.value[flow]).all()
+    status = {s.name: s for s in source.status()}
+    assert status["dma-01/inlet"].state == state
+    if fault.kind == "exception":
+        assert f"{fault.code:#04x}" in status["dma-01/inlet"].last_error
+    downs = [rec for rec in caplog.records if rec.getMessage() == "device.down"]
+    assert len(downs) == 1 and downs[0]._fields["state"] == state  # type: ignore[attr-defined]
+    zone = r.stream == registry.id_of("dma-01/pz-1/pressure_m")
+    # the neighbour (on the same line for rtu) is untouched
+    assert zone.sum() >= 3 and not r.quality[zone].any()
+    assert status["dma-01/pz-1"].state == "up"
+
+
+async def test_device_recovers_and_logs_it(
+    collector: Any, run_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fault = FaultSpec("dma-01/inlet", "dead", start_s=0.0, end_s=0.8)
+    with caplog.at_level(logging.INFO, logger="gateway.modbus"):
+        _, registry, r = await run_with_fault(
+            fault, rtu=False, seconds=2.5, collector=collector, run_source=run_source
+        )
+    events = [
+        (rec.getMessage(), rec._fields["device"])  # type: ignore[attr-defined]
+        for rec in caplog.records
+        if rec.getMessage().startswith("device.")
+    ]
+    inlet = [e for e, d in events if d == "dma-01/inlet"]
+    assert inlet == ["device.down", "device.up"]
+    flow = r.stream == registry.id_of("dma-01/inlet/flow_lps")
+    # failures first, then good values; never a good value copied into a failed slot
+    q = r.quality[flow]
+    assert q[0] == TIMED_OUT and q[-1] == 0
+    assert np.isnan(r.value[flow][q != 0]).all() and np.isfinite(r.value[flow][q == 0]).all()
+
+
+async def test_serial_port_that_disappears(
+    collector: Any, run_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = WaterSimSettings(model=ModelSettings(dmas=1), tcp=True, rtu=True)
+    async with WaterNetworkSim(settings) as sim:
+        rtu = sim.modbus_settings(interval=0.2, timeout=0.2, rtu=True)
+        tcp = sim.modbus_settings(interval=0.2, timeout=0.2)
+        # the same meters twice: over the pty and over tcp, under other names
+        renamed = tuple(dataclasses.replace(d, name="tcp-" + d.name) for d in tcp.devices)
+        both = dataclasses.replace(rtu, lines=rtu.lines + tcp.lines, devices=rtu.devices + renamed)
+        registry = StreamRegistry()
+        source = ModbusSource(both, registry)
+        task = asyncio.create_task(source.run(collector))
+        await asyncio.sleep(0.8)
+        assert source.devices_up() == 4
+        assert sim.wire is not None
+        with caplog.at_level(logging.INFO, logger="gateway.modbus"):
+            sim.wire.cut()  # the USB adapter is pulled
+            cut_at = len(collector.bundles)
+            await asyncio.sleep(1.5)
+        assert not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    after = collector.bundles[cut_at + 4 :]
+    flow = registry.id_of("dma-01/inlet/flow_lps")
+    rtu_after = [b.readings for b in after if flow in b.readings.stream]
+    assert rtu_after and all((r.quality & Quality.COMM_ERROR).all() for r in rtu_after)
+    status = {s.name: s.state for s in source.status()}
+    assert status["dma-01/inlet"] in ("link_down", "timeout", "bad_frame")
+    assert status["tcp-dma-01/inlet"] == "up" and status["tcp-dma-01/pz-1"] == "up"
+    downs = [rec for rec in caplog.records if rec.getMessage() == "device.down"]
+    assert {rec._fields["device"] for rec in downs} == {"dma-01/inlet", "dma-01/pz-1"}  # type: ignore[attr-defined]
