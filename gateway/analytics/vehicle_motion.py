@@ -94,6 +94,7 @@ class MotionRules:
             & (np.abs(f.lat) <= 90)
             & (np.abs(f.lon) <= 180)
             & (f.fix != FixQuality.NONE)
+            & ~((f.lat == 0) & (f.lon == 0))  # "null island": a unit reporting no position
         )
         veh = np.where(usable, f.vehicle, 0).astype(np.int32)
         model = self.ctx.model(veh) if n else np.zeros(len(f), np.intp)

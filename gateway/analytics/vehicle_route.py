@@ -94,8 +94,7 @@ class RouteRules:
             for kind, cond in zip(
                 ROUTE_KINDS, (self.deviation, self.bunching, self.gapping), strict=True
             ):
-                cond.state["active"][v] = False
-                cond.state["on_n"][v] = 0
+                cond.reset(v)
                 a = self.ctx.book.clear(kind, v, at, evidence={"cleared_because": "reassigned"})
                 if a is not None:
                     out.append(a)

@@ -26,17 +26,17 @@ class VehicleTable:
     Grows by doubling so interning new buses stays amortised O(1)."""
 
     def __init__(self, spec: Mapping[str, tuple[Any, Any]]) -> None:
-        self._spec = dict(spec)
+        self.spec = dict(spec)
         self.capacity = 0
         self.arrays: dict[str, NDArray[Any]] = {
-            name: np.empty(0, dtype) for name, (dtype, _) in self._spec.items()
+            name: np.empty(0, dtype) for name, (dtype, _) in self.spec.items()
         }
 
     def ensure(self, n: int) -> None:
         if n <= self.capacity:
             return
         new = max(n, 2 * self.capacity, 64)
-        for name, (dtype, fill) in self._spec.items():
+        for name, (dtype, fill) in self.spec.items():
             grown = np.full(new, fill, dtype)
             grown[: self.capacity] = self.arrays[name]
             self.arrays[name] = grown
@@ -83,8 +83,11 @@ class Condition:
     def ensure(self, n: int) -> None:
         self.state.ensure(n)
 
-    def active(self, vehicle: int) -> bool:
-        return vehicle < self.state.capacity and bool(self.state["active"][vehicle])
+    def reset(self, vehicle: int) -> None:
+        """Forget a vehicle's condition (its alert is cleared by the caller)."""
+        if vehicle < self.state.capacity:
+            for name, (_, fill) in self.state.spec.items():
+                self.state[name][vehicle] = fill
 
     def run(
         self,
