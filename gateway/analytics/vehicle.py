@@ -13,6 +13,31 @@ duration, is judged on data time (the fix's or reading's ts), and opens once
 and clears once (`Alert` values with stable ids). Only stale and offline look
 at a clock, the injectable `clock` (`tick(now_ns)` for a caller that has its
 own). State is a few arrays per vehicle, so a fleet of 2,000 is small.
+
+Alerts (asset `bus/<vehicle_id>`; evidence keys in brackets):
+
+    kind                sev.      opens when (defaults; per model in ModelThresholds)
+    stale               warning   no fix for 3 x fix_period_s in service [silent_s, threshold_s]
+    offline             critical  no data for 600 s in service [silent_s, threshold_s]
+    gps_jump            warning   implied speed > 120 km/h [implied_kmh, jump_m, threshold_kmh]
+    overspeed           warning   > 80 km/h or zone limit, held 10 s [speed_kmh, limit_kmh, zone]
+    harsh_braking       warning   decel >= 3.0 m/s², fixes or CAN [accel_mps2, threshold_mps2]
+    harsh_acceleration  warning   accel >= 2.5 m/s² [accel_mps2, threshold_mps2, source]
+    panic               critical  Event panic, at once; needs_ack; clears on active=False or ack
+    engine_overheat     critical  coolant_c > 105 for 60 s [value, threshold, held_s]
+    low_oil_pressure    critical  oil_kpa < 100 at rpm > 600 for 10 s [value, threshold, rpm]
+    battery_low         warning   battery_v < 23.0 for 60 s [value, threshold, held_s]
+    dtc                 by lamp   Event dtc: red critical, amber/protect/mil warning, else info
+    idling              info      rpm > 0 and speed <= 0.5 m/s for 300 s [value, rpm, held_s]
+    route_deviation     warning   > 150 m from the assigned shape for 3 fixes [distance_m, shape_id]
+    bunching            warning   headway < 50% of schedule, 60 s [headway_s, ratio, vehicle_ahead]
+    gapping             warning   headway > 150% of schedule, 60 s [headway_s, ratio, vehicle_ahead]
+
+Each clears once on the far side of its hysteresis edge (the *_clear_* settings),
+and the cleared value carries the episode's worst value and duration.
+DTC events of one vehicle with the same ts are one DM1: an open fault missing
+from a newer one clears, as does SPN 0 / FMI 0 (J1939's "no faults") or
+`active: false`. History packets (`history: true`) raise nothing.
 """
 
 from __future__ import annotations
