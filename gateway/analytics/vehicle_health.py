@@ -49,12 +49,14 @@ class SignalPair:
         )
 
     def join(self, a: Rows, b: Rows) -> tuple[Rows, NDArray[np.float64]]:
-        """Rows of both in time order, with the as-of a (value column) and b."""
+        """One row per (vehicle, ts) of either signal, in time order, with the as-of
+        a (the value column) and b. Samples of one snapshot share a ts: the row kept
+        is the last of them, so it sees both."""
         vehicle = np.concatenate([a[0], b[0]])
         ts = np.concatenate([a[1], b[1]])
         which = np.concatenate([np.zeros(len(a[1]), np.int8), np.ones(len(b[1]), np.int8)])
         value = np.concatenate([a[2], b[2]])
-        order = np.argsort(ts, kind="stable")
+        order = np.lexsort((which, vehicle, ts))
         vehicle, ts, which, value = vehicle[order], ts[order], which[order], value[order]
         out_a = np.empty(len(ts))
         out_b = np.empty(len(ts))
@@ -63,7 +65,9 @@ class SignalPair:
             vehicle, ts, which, value, self.max_age_ns,
             s["a"], s["a_ts"], s["b"], s["b_ts"], out_a, out_b,
         )  # fmt: skip
-        return (vehicle, ts, out_a), out_b
+        last = np.ones(len(ts), np.bool_)
+        last[:-1] = (ts[1:] != ts[:-1]) | (vehicle[1:] != vehicle[:-1])
+        return (vehicle[last], ts[last], out_a[last]), out_b[last]
 
 
 def _secs(ns: int) -> float:

@@ -193,3 +193,15 @@ def test_late_and_duplicate_readings_are_skipped() -> None:
     # a hot duplicate of the last time, then normal again
     h.readings([("b1", "coolant_c", 390, 120.0), ("b1", "coolant_c", 420, 90.0)])
     assert h.alerts == []
+
+
+def test_oil_and_rpm_of_one_snapshot_are_judged_together() -> None:
+    h = Harness()
+    # each CAN snapshot carries oil and rpm with the same time; the engine starts at t=5
+    snapshots = [(0, 50.0, 0.0), (5, 50.0, 900.0), (10, 50.0, 900.0), (15, 50.0, 900.0)]
+    rows = [
+        r for t, oil, rpm in snapshots for r in (("b1", "oil_kpa", t, oil), ("b1", "rpm", t, rpm))
+    ]
+    h.readings(rows)
+    got = h.of("low_oil_pressure")
+    assert len(got) == 1 and got[0].started_at == at(5) and got[0].opened_at == at(15)
