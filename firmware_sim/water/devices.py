@@ -50,7 +50,7 @@ def _table_size(profile: Profile, fc: int) -> int:
     block = profile.sample_block
     if block is not None and block.fc == fc:
         ends += [block.seq_address + 2, block.data_address + block.size]
-    return max(ends, default=0) + 1
+    return max(ends, default=0) + 8  # spare registers for setpoints the gateway writes
 
 
 class SimMeter:
