@@ -99,6 +99,11 @@ class MotionRules:
         veh = np.where(usable, f.vehicle, 0).astype(np.int32)
         model = self.ctx.model(veh) if n else np.zeros(len(f), np.intp)
         tb = self.ctx.table
+        max_mps = tb.of("max_jump_kmh", model) / _KMH
+        # a negative or impossible reported speed is a unit's "unknown": use the implied one
+        with np.errstate(invalid="ignore"):
+            plausible = (f.speed >= 0) & (f.speed <= max_mps)
+        speed = np.where(plausible, f.speed, np.float32(np.nan)).astype(np.float32)
         rows = len(f)
         status = np.empty(rows, np.int8)
         implied = np.empty(rows)
@@ -107,8 +112,7 @@ class MotionRules:
         accel = np.empty(rows)
         t = self.track
         k.track_fixes(
-            f.vehicle, f.ts, f.lat, f.lon, f.speed, usable,
-            tb.of("max_jump_kmh", model) / _KMH, tb.ns("harsh_max_dt_s", model),
+            f.vehicle, f.ts, f.lat, f.lon, speed, usable, max_mps, tb.ns("harsh_max_dt_s", model),
             self.REANCHOR_AFTER,
             t["ref_ts"], t["ref_lat"], t["ref_lon"], t["ref_v"],
             t["cand_ts"], t["cand_lat"], t["cand_lon"], t["cand_n"],

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gateway.analytics.geo import LocalProjection
 from gateway.analytics.vehicle_settings import SpeedZone, VehicleRulesSettings
@@ -178,3 +179,16 @@ def test_bad_fixes_never_raise_and_never_alert() -> None:
     h2 = Harness()
     h2.fixes([("b2", t, *east(10.0 * t), 10.0) for t in (20, 0, 10, 15, 5)])
     assert h2.alerts == []
+
+
+def test_unknown_reported_speeds_fall_back_to_positions() -> None:
+    h = Harness()
+    # -1 and 999 m/s are a unit's way of saying "unknown": the speed comes from positions
+    speeds = [-1.0, 999.0, -1.0, 999.0, -1.0, 999.0, -1.0, 999.0]
+    h.fixes([("b1", 2 * i, *east(20.0 * i), v) for i, v in enumerate(speeds)])
+    assert h.alerts == []
+    # 25 m/s (90 km/h) implied from positions, for more than 10 s: overspeeding
+    h.fixes([("b1", 14 + 2 * i, *east(140.0 + 50.0 * i), -1.0) for i in range(1, 10)])
+    got = h.of("overspeed")
+    assert len(got) == 1 and got[0].opened_at == at(26)
+    assert got[0].evidence["speed_kmh"] == pytest.approx(90.0, abs=0.2)
