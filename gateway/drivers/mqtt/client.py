@@ -79,7 +79,7 @@ class MqttSettings:
     tls: TlsSettings | None = None
     connect_timeout_s: float = 10.0
     reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
