@@ -23,7 +23,7 @@ Alerts (asset `bus/<vehicle_id>`; evidence keys in brackets):
     overspeed           warning   > 80 km/h or zone limit, held 10 s [speed_kmh, limit_kmh, zone]
     harsh_braking       warning   decel >= 3.0 m/s², fixes or CAN [accel_mps2, threshold_mps2]
     harsh_acceleration  warning   accel >= 2.5 m/s² [accel_mps2, threshold_mps2, source]
-    panic               critical  Event panic, at once; needs_ack; clears on active=False or ack
+    panic               critical  Event panic, at once; needs_ack; clears on panic_cleared or ack
     engine_overheat     critical  coolant_c > 105 for 60 s [value, threshold, held_s]
     low_oil_pressure    critical  oil_kpa < 100 at rpm > 600 for 10 s [value, threshold, rpm]
     battery_low         warning   battery_v < 23.0 for 60 s [value, threshold, held_s]
@@ -35,9 +35,11 @@ Alerts (asset `bus/<vehicle_id>`; evidence keys in brackets):
 
 Each clears once on the far side of its hysteresis edge (the *_clear_* settings),
 and the cleared value carries the episode's worst value and duration.
-DTC events of one vehicle with the same ts are one DM1: an open fault missing
-from a newer one clears, as does SPN 0 / FMI 0 (J1939's "no faults") or
-`active: false`. History packets (`history: true`) raise nothing.
+A DTC event holding `faults` (the MQTT driver's shape) is a whole DM1: open
+faults missing from it clear, and an empty list clears them all. Events of one
+fault each (spn, fmi, occurrence, lamp) sharing a ts are one DM1 too; SPN 0 /
+FMI 0 (J1939's "no faults") or `active: false` clear. Events with `live: false`
+or `history: true` (a unit's buffered backlog) raise nothing.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ LAMP_SEVERITY: Mapping[str, Severity] = {
     "mil": Severity.WARNING,
 }
 
+EVENT_KINDS = ("panic", "panic_cleared", "dtc")
 Rows = tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.float64]]  # vehicle, ts, value
 
 
@@ -204,14 +205,14 @@ class HealthRules:
         """Panic and DTC events, in time order. History packets raise nothing live."""
         snapshot: dict[tuple[int, int], set[str]] = {}
         for ev in sorted(events, key=lambda e: e.ts):
-            if ev.kind not in ("panic", "dtc") or not ev.asset.startswith("bus/"):
+            if ev.kind not in EVENT_KINDS or not ev.asset.startswith("bus/"):
                 continue
             if ev.asset.count("/") != 1:
                 continue
-            if ev.data.get("history") is True:
-                continue
+            if ev.data.get("history") is True or ev.data.get("live") is False:
+                continue  # a unit's buffered backlog: stored, but nothing live to raise
             vehicle = self.ctx.vehicles.intern(ev.asset[4:])
-            if ev.kind == "panic":
+            if ev.kind in ("panic", "panic_cleared"):
                 self._panic(vehicle, ev, out)
                 continue
             key = self._dtc(vehicle, ev, out)
@@ -234,7 +235,7 @@ class HealthRules:
         return alert is not None and alert.opened_at < ts
 
     def _panic(self, vehicle: int, ev: Event, out: list[Alert]) -> None:
-        if ev.data.get("active", True) is False:
+        if ev.kind == "panic_cleared" or ev.data.get("active", True) is False:
             presses = self.panic_presses.pop(vehicle, 0)
             a = self.ctx.book.clear("panic", vehicle, ev.ts, evidence={"presses": presses})
         else:
@@ -249,39 +250,63 @@ class HealthRules:
             out.append(a)
 
     def _dtc(self, vehicle: int, ev: Event, out: list[Alert]) -> str | None:
-        """Open or re-grade one fault; returns its key, or None for a 'no faults' DM1."""
-        try:
-            spn, fmi = int(ev.data["spn"]), int(ev.data["fmi"])
-        except (KeyError, TypeError, ValueError):
+        """A DTC event in either shape: a whole DM1 (`faults`: a list of {spn, fmi,
+        oc, lamp}, empty when no fault is active), after which any other open fault
+        clears; or one fault per event (spn, fmi, occurrence, lamp). Returns the
+        key of a single fault, for the per-ts snapshot rule."""
+        faults = ev.data.get("faults")
+        if faults is None:
+            return self._fault(vehicle, ev.ts, ev.data, ev.message, out)
+        if not isinstance(faults, list | tuple):
             log.warning("vehicle.bad_dtc_event", asset=ev.asset, data=str(dict(ev.data))[:200])
+            return None
+        active = set()
+        for fault in faults:
+            if isinstance(fault, Mapping):
+                key = self._fault(vehicle, ev.ts, fault, "", out)
+                if key is not None:
+                    active.add(key)
+        for key in self.ctx.book.keys_open("dtc", vehicle):
+            if key not in active and self._opened_before(vehicle, key, ev.ts + 1):
+                why = "DM1 reports no active faults" if not active else "absent from a newer DM1"
+                self._clear_dtc(vehicle, key, ev.ts, why, out)
+        return None
+
+    def _fault(
+        self, vehicle: int, ts: int, data: Mapping[str, Any], message: str, out: list[Alert]
+    ) -> str | None:
+        """Open or re-grade one fault; returns its key, or None for a 'no faults' DTC."""
+        try:
+            spn, fmi = int(data["spn"]), int(data["fmi"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("vehicle.bad_dtc", vehicle=self.ctx.vehicles.name_of(vehicle),
+                        data=str(dict(data))[:200])  # fmt: skip
             return None
         if spn == 0 and fmi == 0:  # J1939: an all-zero DTC means no active faults
             for key in self.ctx.book.keys_open("dtc", vehicle):
-                self._clear_dtc(vehicle, key, ev.ts, "DM1 reports no active faults", out)
+                self._clear_dtc(vehicle, key, ts, "DM1 reports no active faults", out)
             return None
         key = f"{spn}/{fmi}"
-        if ev.data.get("active", True) is False:
-            self._clear_dtc(vehicle, key, ev.ts, "reported inactive", out)
+        if data.get("active", True) is False:
+            self._clear_dtc(vehicle, key, ts, "reported inactive", out)
             return None
-        lamp = str(ev.data.get("lamp", "")).lower()
+        lamp = str(data.get("lamp", "")).lower()
         severity = LAMP_SEVERITY.get(lamp, Severity.INFO)
         evidence = {
             "spn": spn,
             "fmi": fmi,
-            "occurrence": ev.data.get("occurrence"),
+            "occurrence": data.get("occurrence", data.get("oc")),
             "lamp": lamp,
         }
         current = self.ctx.book.get("dtc", vehicle, key)
         if current is None:
             a = self.ctx.book.open(
-                "dtc", vehicle, ev.ts, severity,
-                ev.message or f"DTC SPN {spn} FMI {fmi} ({lamp or 'no'} lamp)",
-                started_at=ev.ts, evidence=evidence, key=key,
+                "dtc", vehicle, ts, severity,
+                message or f"DTC SPN {spn} FMI {fmi} ({lamp or 'no'} lamp)",
+                started_at=ts, evidence=evidence, key=key,
             )  # fmt: skip
         elif current.severity != severity:
-            a = self.ctx.book.update(
-                "dtc", vehicle, ev.ts, key, severity=severity, evidence=evidence
-            )
+            a = self.ctx.book.update("dtc", vehicle, ts, key, severity=severity, evidence=evidence)
         else:
             a = None
         if a is not None:

@@ -205,3 +205,42 @@ def test_oil_and_rpm_of_one_snapshot_are_judged_together() -> None:
     h.readings(rows)
     got = h.of("low_oil_pressure")
     assert len(got) == 1 and got[0].started_at == at(5) and got[0].opened_at == at(15)
+
+
+def dm1(t: float, *faults: tuple[int, int, str], live: bool = True) -> Event:
+    """A DTC event as the MQTT driver emits it: one per DM1, all its faults in a list."""
+    data = {
+        "faults": [{"spn": s, "fmi": f, "oc": 1, "lamp": lamp} for s, f, lamp in faults],
+        "lamps": {"mil": 0, "red": 1, "amber": 0, "protect": 0},
+        "live": live,
+        "seq": 7,
+    }
+    return Event(at(t), "bus/b1", "dtc", "", data)
+
+
+def test_dtc_events_in_the_mqtt_driver_shape() -> None:
+    h = Harness()
+    assert h.events([dm1(0, (110, 0, "red"), live=False)]) == []  # history: nothing live
+    got = h.events([dm1(10, (110, 0, "red"), (100, 1, "amber"))])
+    assert sorted((a.evidence["spn"], a.severity) for a in got) == [
+        (100, Severity.WARNING),
+        (110, Severity.CRITICAL),
+    ]
+    assert got[0].evidence["occurrence"] == 1
+    assert h.events([dm1(20, (110, 0, "red"), (100, 1, "amber"))]) == []
+    got = h.events([dm1(30, (110, 0, "red"))])
+    assert [(a.evidence["spn"], a.state.value) for a in got] == [(100, "cleared")]
+    assert got[0].evidence["cleared_because"] == "absent from a newer DM1"
+    got = h.events([dm1(40)])  # an empty DM1: no fault is active any more
+    assert [(a.evidence["spn"], a.state.value) for a in got] == [(110, "cleared")]
+    assert h.events([dm1(50, (523, 2, "off"))])[0].severity is Severity.INFO
+
+
+def test_panic_in_the_mqtt_driver_shape() -> None:
+    h = Harness()
+    data = {"lat": LAT0, "lon": LON0, "seq": 3, "via": "ais140"}
+    assert h.events([Event(at(0), "bus/b1", "panic", "", {**data, "live": False})]) == []
+    got = h.events([Event(at(5), "bus/b1", "panic", "", {**data, "live": True})])
+    assert states(got) == ["opened"] and got[0].needs_ack and got[0].evidence["via"] == "ais140"
+    got = h.events([Event(at(9), "bus/b1", "panic_cleared", "", {**data, "live": True})])
+    assert states(got) == ["cleared"]
