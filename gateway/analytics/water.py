@@ -134,6 +134,9 @@ class WaterDetectors:
         s = self.settings
         self._step = wk.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
         self._agg_si, self._agg_sf = kernels.new_aggregate_state(len(registry))
+        # per DMA, spans (from, until) in which an inflow meter was stuck or silent: leak and
+        # burst scores there are the meter's fault, not the network's
+        self._suspect: list[list[tuple[int, float]]] = [[] for _ in self.dmas]
         self._watermark = 0  # newest data time seen in any DMA stream
         self._first = 0
         self._build_matrices()
@@ -347,6 +350,9 @@ class WaterDetectors:
         at = (m + 1) * NS_PER_MIN
         obs = self.tracker.observe
         alerts: list[Alert] = []
+        if any(start <= at <= until for start, until in self._suspect[d]):
+            o = o.copy()
+            o[[wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_MB]] = np.nan
         if o[wk.O_BURST] > 0:
             point = self._pressure_name(d, int(oi[wk.OI_BURST_POINT]))
             ev: dict[str, Any] = {"detectors": ["burst"]}
@@ -464,6 +470,7 @@ class WaterDetectors:
         for e in range(len(kind)):
             k, name = int(kind[e]), self._slot_name[int(slot[e])]
             a, b = int(t0[e]), int(t1[e])
+            self._note_suspect(int(slot[e]), k, a, b)
             if k == wk.EV_GAP:
                 alerts += obs(
                     "sensor_fault",
@@ -508,6 +515,22 @@ class WaterDetectors:
             elif k in (wk.EV_TRANSIENT_ON, wk.EV_TRANSIENT_OFF):
                 alerts += self._transient(k, name, onset=a, at=b, dev=float(v0[e]))
         return alerts
+
+    def _note_suspect(self, slot: int, kind: int, t0: int, t1: int) -> None:
+        """Remember when an inflow meter of a DMA could not be trusted."""
+        lay = self._layout
+        if lay.slot_role[slot] not in (wk.INFLOW, wk.OUTFLOW):
+            return
+        spans = self._suspect[int(lay.slot_dma[slot])]
+        # the profile bins and a burst followed from the fault hold it this long
+        after = max(2.0, self.settings.burst_track_hours) * 3600 * 1e9
+        if kind == wk.EV_STUCK_ON:
+            spans.append((t1, math.inf))
+        elif kind == wk.EV_STUCK_OFF and spans and spans[-1][1] == math.inf:
+            spans[-1] = (spans[-1][0], t1 + after)
+        elif kind == wk.EV_GAP:
+            spans.append((t1, t1 + after))
+        del spans[:-8]
 
     def _transient(self, k: int, stream: str, *, onset: int, at: int, dev: float) -> list[Alert]:
         asset = stream.rpartition("/")[0]

@@ -515,7 +515,10 @@ BURST_AFTER, BURST_BEFORE = 5, 30
     Q_MAX_AGE_MIN,
     Q_TZ_MIN,
 ) = range(26)
-N_STEP_PARAMS = 26
+Q_WEEKEND = 26  # bit mask of weekend days, Monday = bit 0
+Q_NIGHT_FLOOR = 27
+Q_Z_CLIP = 28
+N_STEP_PARAMS = 29
 
 # per-DMA float state
 (
@@ -598,8 +601,9 @@ class StepState:
         self.bdp = np.zeros((n_dma, MAXP, 2))  # bin sums of inlet - point pressure, and counts
         self.wk = np.full((n_dma, nwb, hist), np.nan)
         self.wkn = np.zeros((n_dma, nwb), np.int64)
-        self.dy = np.full((n_dma, ndb, hist), np.nan)
-        self.dyn = np.zeros((n_dma, ndb), np.int64)
+        # time of day, for weekdays and weekend days apart (the fallback of time of week)
+        self.dy = np.full((n_dma, 2 * ndb, hist), np.nan)
+        self.dyn = np.zeros((n_dma, 2 * ndb), np.int64)
         self.dp = np.full((n_dma, MAXP, ndb, hist), np.nan)
         self.dpn = np.zeros((n_dma, MAXP, ndb), np.int64)
         self.sdp = np.zeros((n_dma, MAXP, 2))  # two-sided CUSUM of the gradient residual
@@ -642,6 +646,14 @@ def _push(ring, count, x):  # type: ignore[no-untyped-def]
     """Append x to a ring whose newest element is at count % len."""
     ring[count % ring.shape[0]] = x
     return count + 1
+
+
+@njit(cache=True, nogil=True)
+def _day_bin(bin_abs, ndb, p):  # type: ignore[no-untyped-def]
+    """Index of a local bin in the day-type profile: weekend days after weekdays."""
+    weekday = (bin_abs // ndb + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    weekend = (np.int64(p[Q_WEEKEND]) >> weekday) & 1
+    return weekend * ndb + bin_abs % ndb
 
 
 @njit(cache=True, nogil=True)
@@ -739,7 +751,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
     """Run the per-DMA minute detectors over DMA minute rows, in order."""
     bin_min = np.int64(p[Q_BIN_MIN])
     nwb = wk.shape[1]
-    ndb = dy.shape[1]
+    ndb = dy.shape[1] // 2
     hist = wk.shape[2]
     tz = np.int64(p[Q_TZ_MIN])
     for k in range(dma.shape[0]):
@@ -764,7 +776,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
         local = m + tz
         bin_abs = local // bin_min
         tow = bin_abs % nwb
-        tod = bin_abs % ndb
+        tod = _day_bin(bin_abs, ndb, p)
         x = q[k]
         # ---- close the previous bin: profile residual CUSUM, gradient, mass balance
         if i[d, I_BIN] >= 0 and bin_abs != i[d, I_BIN]:
@@ -817,7 +829,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
         frac = ((local % bin_min) + 0.5) / bin_min
         nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
         med, _ = _profile(d, tow, tod, p, wk, wkn, dy, dyn)
-        med2, _ = _profile(d, nb % nwb, nb % ndb, p, wk, wkn, dy, dyn)
+        med2, _ = _profile(d, nb % nwb, _day_bin(nb, ndb, p), p, wk, wkn, dy, dyn)
         w = abs(frac - 0.5)
         if np.isfinite(med2):
             med = (1.0 - w) * med + w * med2
@@ -884,7 +896,15 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
         step = after - before
         lowest = _window_min(rr[d], m, 0, BURST_AFTER - 1, 1.0)
         ramp = abs(lead - before)
-        if step > 0 and lowest - before >= 0.6 * thr and ramp < 0.35 * step:
+        # a burst is a step within a minute or two, not a ramp: find the sharpest rise
+        rise = -np.inf
+        for kk in range(BURST_AFTER):
+            a1 = rr[d, (m - kk) % W]
+            a0 = rr[d, (m - kk - 2) % W]
+            if np.isfinite(a1) and np.isfinite(a0):
+                rise = max(rise, a1 - a0)
+        abrupt = rise >= 0.5 * step
+        if step > 0 and lowest - before >= 0.6 * thr and ramp < 0.35 * step and abrupt:
             best = step / thr
             if best >= 1.0:
                 i[d, I_BURST_ON] = 1
@@ -951,7 +971,8 @@ def _close_bin(  # type: ignore[no-untyped-def]
     bin_min = np.int64(p[Q_BIN_MIN])
     prev = i[d, I_BIN]
     tow = prev % nwb
-    tod = prev % ndb
+    tod = _day_bin(prev, ndb, p)
+    tod_plain = prev % ndb
     bin_end = ((prev + 1) * bin_min - np.int64(p[Q_TZ_MIN])) * NS_PER_MIN
     if f[d, F_BN] < 0.5 * bin_min:
         return
@@ -965,7 +986,8 @@ def _close_bin(  # type: ignore[no-untyped-def]
             ratio = min(max(x / med, 0.5), 2.0)
             f[d, F_SCALE] += a * (ratio - f[d, F_SCALE])
         expected = f[d, F_SCALE] * med
-        z = (x - expected) / (f[d, F_SCALE] * s)
+        # clipped: a flushed hydrant is a few huge bins, a leak many moderate ones
+        z = min((x - expected) / (f[d, F_SCALE] * s), p[Q_Z_CLIP])
         if f[d, F_S] == 0.0:
             i[d, I_S_START] = bin_end - bin_min * NS_PER_MIN
             f[d, F_RES_SUM] = 0.0
@@ -995,9 +1017,9 @@ def _close_bin(  # type: ignore[no-untyped-def]
         if bdp[d, j, 1] < 0.5 * bin_min:
             continue
         g = bdp[d, j, 0] / bdp[d, j, 1]
-        cnt = dpn[d, j, tod]
+        cnt = dpn[d, j, tod_plain]
         if cnt >= p[Q_MIN_HIST]:
-            gmed, gmad = _med_mad(dpv[d, j, tod], min(cnt, hist))
+            gmed, gmad = _med_mad(dpv[d, j, tod_plain], min(cnt, hist))
             gs = max(1.4826 * gmad, p[Q_DP_FLOOR_M])
             z = (g - gmed) / gs
             sdp[d, j, 0] = min(max(0.0, sdp[d, j, 0] + z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
@@ -1009,8 +1031,8 @@ def _close_bin(  # type: ignore[no-untyped-def]
                 outi[k, OI_DP_POINT] = j
             if max(sdp[d, j, 0], sdp[d, j, 1]) >= 0.5 * p[Q_DP_H]:
                 continue  # do not learn the anomaly
-        dpv[d, j, tod, cnt % hist] = g
-        dpn[d, j, tod] += 1
+        dpv[d, j, tod_plain, cnt % hist] = g
+        dpn[d, j, tod_plain] += 1
     if npres > 1:
         out[k, O_DP] = best / (1.0 + best)
     # ---- mass balance: inflow - outflow - consumption against its own recent level
@@ -1055,7 +1077,7 @@ def _judge_night(d, m, p, f, i, night, nightn, out, outi, k):  # type: ignore[no
     alarm = False
     if cnt >= p[Q_MIN_HIST] + 2:
         med, mad = _med_mad(night[d], min(cnt, size))
-        s = max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
+        s = max(1.4826 * mad, p[Q_NIGHT_FLOOR] * abs(med), p[Q_FLOOR_LPS])
         excess = mnf - med - p[Q_NIGHT_ALLOW]
         z = excess / s
         stat = max(z, 0.0) / p[Q_NIGHT_Z]

@@ -28,6 +28,7 @@ from gateway.analytics import water_kernels as wk
 from gateway.analytics.lifecycle import LifecycleSettings
 from gateway.streams import split_stream_name
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -83,17 +84,24 @@ class WaterSettings:
     bin_minutes: int = _field(default=15, metadata=_help("width of a profile bin"))
     history: int = _field(default=8, metadata=_help("weeks (or days) of history per profile bin"))
     min_history: int = _field(default=4, metadata=_help("bins seen before the profile is trusted"))
+    weekend: tuple[str, ...] = _field(
+        default=("sat", "sun"),
+        metadata=_help("days with their own profile until weeks are learned"),
+    )
     demand_scale_hours: float = _field(
         default=12.0, metadata=_help("time constant of the demand-scale tracker; 0 = off")
     )
     floor_fraction: float = _field(
-        default=0.05, metadata=_help("noise floor as a fraction of the expected flow")
+        default=0.1, metadata=_help("noise floor as a fraction of the expected flow")
     )
     floor_lps: float = _field(default=0.02, metadata=_help("absolute noise floor of flows"))
-    cusum_k: float = _field(default=0.5, metadata=_help("CUSUM drift, in noise units"))
+    cusum_k: float = _field(default=1.0, metadata=_help("CUSUM drift, in noise units"))
     cusum_h: float = _field(default=12.0, metadata=_help("CUSUM alarm level, in noise units"))
+    cusum_clip: float = _field(
+        default=3.0, metadata=_help("largest step one bin adds to the CUSUM, in noise units")
+    )
     relearn_days: float = _field(
-        default=7.0, metadata=_help("days of alarm after which the new level is learned")
+        default=3.0, metadata=_help("days of alarm after which the new level is learned")
     )
     # (a) minimum night flow
     night_start: str = _field(default="02:00", metadata=_help("local start of the night window"))
@@ -105,13 +113,16 @@ class WaterSettings:
     night_z: float = _field(
         default=4.0, metadata=_help("night-flow excess, in noise units, that scores 0.5")
     )
+    night_floor_fraction: float = _field(
+        default=0.03, metadata=_help("night-flow noise floor as a fraction of its baseline")
+    )
     night_use_allowance_lps: float = _field(
         default=0.0, metadata=_help("legitimate night use above the baseline")
     )
     # (e) bursts
     burst_k: float = _field(default=6.0, metadata=_help("step, in noise units, that scores 0.5"))
     burst_min_fraction: float = _field(
-        default=0.1, metadata=_help("smallest burst as a fraction of mean inflow")
+        default=0.12, metadata=_help("smallest burst as a fraction of mean inflow")
     )
     burst_min_lps: float = _field(default=0.5, metadata=_help("smallest burst in L/s"))
     burst_pressure_drop_m: float = _field(
@@ -182,6 +193,9 @@ class WaterSettings:
         end = _minutes(self.night_end, "night_end")
         if end <= start:
             raise ValueError("night_end must be after night_start on the same night")
+        unknown = [day for day in self.weekend if day not in _DAYS]
+        if unknown:
+            raise ValueError(f"weekend days must be among {', '.join(_DAYS)}, got {unknown}")
         if self.bin_minutes <= 0 or 1440 % self.bin_minutes:
             raise ValueError("bin_minutes must divide a day (5, 10, 15, 30, 60...)")
         if self.history < 1 or self.min_history < 1 or self.night_history < 3:
@@ -222,6 +236,7 @@ class WaterSettings:
         p[wk.Q_FLOOR_LPS] = self.floor_lps
         p[wk.Q_CUSUM_K] = self.cusum_k
         p[wk.Q_CUSUM_H] = self.cusum_h
+        p[wk.Q_Z_CLIP] = self.cusum_clip
         p[wk.Q_RELEARN_MIN] = self.relearn_days * 1440
         p[wk.Q_NIGHT_START] = start
         p[wk.Q_NIGHT_END] = end
@@ -229,6 +244,7 @@ class WaterSettings:
         p[wk.Q_NIGHT_MIN] = self.night_coverage * (end - start)
         p[wk.Q_NIGHT_Z] = self.night_z
         p[wk.Q_NIGHT_ALLOW] = self.night_use_allowance_lps
+        p[wk.Q_NIGHT_FLOOR] = self.night_floor_fraction
         p[wk.Q_BURST_K] = self.burst_k
         p[wk.Q_BURST_FRAC] = self.burst_min_fraction
         p[wk.Q_BURST_LPS] = self.burst_min_lps
@@ -240,4 +256,5 @@ class WaterSettings:
         p[wk.Q_GAP_RESET_MIN] = self.gap_reset_hours * 60
         p[wk.Q_MAX_AGE_MIN] = self.baseline_max_age_days * 1440
         p[wk.Q_TZ_MIN] = 0  # set per batch from the timezone
+        p[wk.Q_WEEKEND] = sum(1 << _DAYS.index(day) for day in self.weekend)
         return p
