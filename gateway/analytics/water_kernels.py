@@ -659,14 +659,18 @@ def _day_bin(bin_abs, ndb, p):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
     """Median and scale of the flow in this bin: time of week once it has enough
-    history, else time of day; NaN before either has."""
+    history, else time of day for the day type; NaN before either has."""
     hist = wk.shape[2]
     if wkn[d, tow] >= p[Q_MIN_HIST]:
         med, mad = _med_mad(wk[d, tow], min(wkn[d, tow], hist))
     elif dyn[d, tod] >= p[Q_MIN_HIST]:
         med, mad = _med_mad(dy[d, tod], min(dyn[d, tod], hist))
     else:
-        return np.nan, np.nan
+        # the other day type (weekdays for a weekend bin) until this one has enough history
+        other = (tod + dy.shape[1] // 2) % dy.shape[1]
+        if dyn[d, other] < p[Q_MIN_HIST]:
+            return np.nan, np.nan
+        med, mad = _med_mad(dy[d, other], min(dyn[d, other], hist))
     return med, max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
 
 
@@ -886,7 +890,7 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
             i[d, I_BURST_ON] = 0
         else:
             out[k, O_BURST] = lv / (1.0 + lv) if lv < 1.0 else 0.5 + 0.25 * min(lv - 1.0, 1.0)
-            out[k, O_BURST_MAG] = after - f[d, F_BREF] if np.isfinite(level) else np.nan
+            out[k, O_BURST_MAG] = after - f[d, F_BREF] if na >= 3 else np.nan
             out[k, O_BURST_DROP] = f[d, F_BPREF] - pa if f[d, F_BPSTEP] > 0 else np.nan
             outi[k, OI_BURST_START] = i[d, I_BURST_START]
             outi[k, OI_BURST_POINT] = j
@@ -930,7 +934,10 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
                     i[d, I_BURST_ON] = 1
                     i[d, I_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
                     f[d, F_BREF] = before if np.isfinite(before) else 0.0
-                    f[d, F_BSTEP] = np.inf  # flow did not step: follow the pressure only
+                    fstep = after - before
+                    # follow the flow too when it stepped with the pressure
+                    f[d, F_BSTEP] = fstep if fstep >= 0.5 * thr else np.inf
+                    out[k, O_BURST_MAG] = fstep
                 if drop / pthr > f[d, F_BPSTEP] / pthr if f[d, F_BPSTEP] > 0 else True:
                     f[d, F_BPREF] = pb
                     f[d, F_BPSTEP] = drop
