@@ -698,6 +698,26 @@ class Outbox:
         )
 
 
+def open_outboxes(sink_names: Iterable[str], settings: OutboxSettings) -> dict[str, Outbox]:
+    """One outbox per sink, opened (and checked) before the runtime starts:
+
+        boxes = open_outboxes([s.name for s in sinks], settings.outbox)
+        Runtime(sources, sinks, stages, runtime_settings, queue_for=lambda s: boxes[s.name])
+
+    Raises OutboxError / OutboxCorrupt with the remedy; close files already
+    opened before re-raising, so a refused start leaves nothing behind.
+    """
+    boxes: dict[str, Outbox] = {}
+    try:
+        for name in sink_names:
+            boxes[name] = Outbox.open(settings.path_for(name), settings)
+    except OutboxError:
+        for box in boxes.values():
+            box.close_file()
+        raise
+    return boxes
+
+
 def read_stats(path: str | Path) -> OutboxStats:
     """Figures for an outbox file, read-only, while a gateway may be writing it."""
     p = Path(path)

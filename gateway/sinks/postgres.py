@@ -39,6 +39,7 @@ from gateway.db.pgcopy import Column
 from gateway.db.settings import DEFAULT_RETENTION, PostgresSettings, RetentionSettings
 from gateway.events import Alert
 from gateway.logs import get_logger
+from gateway.metrics import Measurement
 from gateway.sinks.base import SinkRejected, SinkUnavailable
 from gateway.streams import StreamRegistry
 
@@ -550,6 +551,20 @@ class PostgresSink:
             log.info("db.pruned", rows=int(row[0]))
 
     # -- inspection ----------------------------------------------------------------
+
+    def measurements(self) -> Iterable[Measurement]:
+        labels = (("sink", self.name),)
+        s = self.stats
+        for name, value, help_ in (
+            ("readings_inserted", s.readings_inserted, "readings stored"),
+            ("readings_duplicate", s.readings_duplicate, "readings already stored (re-sent)"),
+            ("readings_not_raw", s.readings_not_raw, "readings of streams without raw storage"),
+            ("fixes_inserted", s.fixes_inserted, "GPS fixes stored"),
+            ("fixes_dropped", s.fixes_dropped, "GPS fixes without a position"),
+            ("aggregates_inserted", s.aggregates_inserted, "1-minute aggregates stored"),
+            ("alerts_upserted", s.alerts_upserted, "alert states written"),
+        ):
+            yield Measurement(f"postgres_{name}_total", value, help_, "counter", labels)
 
     async def count(self, table: str) -> int:
         """Rows in one of the gateway's tables (for the demo summary and tests)."""

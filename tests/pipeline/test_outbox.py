@@ -17,6 +17,7 @@ from gateway.pipeline.outbox import (
     Outbox,
     OutboxCorrupt,
     OutboxSettings,
+    open_outboxes,
     read_stats,
     recover,
     register,
@@ -235,3 +236,19 @@ async def test_outbox_stats_command(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert missing.func(missing) == 1
     names = {m.name for m in box.measurements()}
     assert {"outbox_rows", "outbox_oldest_age_seconds", "outbox_shed_rows"} <= names
+
+
+def test_open_outboxes_gives_one_file_per_sink_and_refuses_a_damaged_one(
+    tmp_path: Path,
+) -> None:
+    settings = OutboxSettings(directory=str(tmp_path))
+    boxes = open_outboxes(["postgres", "mqtt"], settings)
+    assert {b.path.name for b in boxes.values()} == {
+        "outbox-postgres.sqlite",
+        "outbox-mqtt.sqlite",
+    }
+    for box in boxes.values():
+        box.close_file()
+    settings.path_for("mqtt").write_bytes(b"garbage" * 1000)
+    with pytest.raises(OutboxCorrupt, match=r"outbox-mqtt\.sqlite"):
+        open_outboxes(["postgres", "mqtt"], settings)

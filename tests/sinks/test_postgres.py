@@ -70,6 +70,9 @@ async def test_readings_land_once_with_global_stream_ids(pg_dsn: str, sink: Post
     first = query(pg_dsn, "SELECT min(extract(epoch FROM ts)) FROM readings")[0][0]
     assert float(str(first)) == T0 / NS_PER_S
     assert await sink.count("readings") == 1000
+    figures = {m.name: m.value for m in sink.measurements()}
+    assert figures["postgres_readings_inserted_total"] == 1000
+    assert figures["postgres_readings_duplicate_total"] == 1000
 
 
 async def test_each_gateway_gets_its_own_stream_ids(pg_dsn: str, sink: PostgresSink) -> None:
