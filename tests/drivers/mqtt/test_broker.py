@@ -258,3 +258,63 @@ def test_two_gateways_on_a_shared_subscription_split_the_fleet(tmp_path: Path) -
     assert all(len(p) > len(messages) // 10 for p in parts), [len(p) for p in parts]
     assert not set(parts[0]) & set(parts[1])  # nothing doubled across the two
     assert sorted(parts[0] + parts[1]) == sorted(identities(messages))  # nothing lost
+
+
+def test_auto_falls_back_to_mqtt_311_when_the_broker_refuses_5(broker: Mosquitto) -> None:
+    """A proxy in front of our mosquitto refuses MQTT 5 CONNECTs the way a 3.1.1-only
+    broker does (CONNACK return code 1) and passes 3.1.1 ones through."""
+    prefix = f"gwtest-{uuid.uuid4().hex[:8]}"
+    messages = pvt_messages(prefix, buses=3, per_bus=5, base_ms=int(time.time() * 1000) - 10_000)
+    levels: list[int] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        header = await reader.readexactly(1)
+        length, mult, encoded = 0, 1, b""
+        while True:
+            byte = await reader.readexactly(1)
+            encoded += byte
+            length += (byte[0] & 127) * mult
+            mult *= 128
+            if not byte[0] & 128:
+                break
+        body = await reader.readexactly(length)
+        levels.append(body[6])  # after the protocol name: 00 04 'MQTT', then the level
+        if body[6] == 5:
+            writer.write(bytes([0x20, 0x02, 0x00, 0x01]))  # unacceptable protocol version
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        up_writer.write(header + encoded + body)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        registry = StreamRegistry()
+        mqtt = MqttSettings(port=port, client_id=f"gw-{prefix}", reconnect_initial_s=0.1)
+        source = MqttSource(MqttSourceSettings(broker=mqtt, prefix=prefix), registry)
+        got = Collector(registry)
+        task = asyncio.create_task(source.run(got.emit))
+        await until(lambda: connected(source), 5)
+        await asyncio.sleep(0.3)
+        publisher = BusPublisher(BrokerTarget(port=broker.port))
+        publisher.start()
+        publisher.publish(messages)
+        assert publisher.flush(10)
+        publisher.close()
+        await until(lambda: len(got.rows) >= len(messages), 10)
+        await stop(task)
+        server.close()
+        assert source.client is not None and source.client.stats.protocol == "3.1.1"
+        assert levels[:2] == [5, 4]
+        assert sorted(got.rows) == sorted(identities(messages))
+
+    asyncio.run(scenario())

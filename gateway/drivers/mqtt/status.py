@@ -1,0 +1,102 @@
+"""The retained per-vehicle status: last fix, health summary, open alerts.
+
+    bundles --StatusBoard.process (a Stage; passes bundles through)--> per-vehicle state
+    StatusBoard.messages(changed_only=True) --> [(<prefix>/v1/vehicles/<id>/status, JSON)]
+
+An MQTT sink publishes these retained, so a dashboard that subscribes gets every
+bus's latest state at once. The board never raises alerts itself; it shows the
+alerts other stages put in the bundle (kind, severity, open or cleared).
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+
+from gateway.bundle import Bundle
+from gateway.drivers.mqtt.payloads import StatusAlert, StatusFix, VehicleStatus
+from gateway.drivers.mqtt.topics import DEFAULT_PREFIX, status_topic
+from gateway.streams import StreamRegistry
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class StatusBoard:
+    """Keeps each vehicle's latest state from the bundles that pass through it."""
+
+    def __init__(self, registry: StreamRegistry, prefix: str = DEFAULT_PREFIX) -> None:
+        self.registry = registry
+        self.prefix = prefix
+        self._fix: dict[str, StatusFix] = {}
+        self._health: dict[str, dict[str, float]] = {}
+        self._alerts: dict[str, dict[str, StatusAlert]] = {}
+        self._ts: dict[str, int] = {}
+        self._changed: set[str] = set()
+
+    def process(self, bundle: Bundle) -> Bundle:
+        fixes = bundle.fixes
+        if len(fixes):
+            # the latest fix per vehicle: the last row of each vehicle after a stable sort by ts
+            order = np.argsort(fixes.ts, kind="stable")
+            last = {int(v): int(i) for i, v in zip(order, fixes.vehicle[order], strict=True)}
+            for vid, i in last.items():
+                name = self.registry.vehicles.name_of(vid)
+                ts_ms = int(fixes.ts[i]) // 1_000_000
+                old = self._fix.get(name)
+                if old is not None and old.ts > ts_ms:
+                    continue  # history arriving late never replaces a newer fix
+                speed, heading = float(fixes.speed[i]), float(fixes.heading[i])
+                self._fix[name] = StatusFix(
+                    ts=ts_ms,
+                    lat=float(fixes.lat[i]),
+                    lon=float(fixes.lon[i]),
+                    speed_kmh=None if math.isnan(speed) else round(speed * 3.6, 1),
+                    heading=None if math.isnan(heading) else heading,
+                )
+                self._touch(name, ts_ms)
+        readings = bundle.readings
+        for stream, ts, value in zip(readings.stream, readings.ts, readings.value, strict=True):
+            info = self.registry.info(int(stream))
+            if not info.asset.startswith("bus/") or math.isnan(value):
+                continue
+            name = info.asset[4:]
+            self._health.setdefault(name, {})[info.quantity] = float(value)
+            self._touch(name, int(ts) // 1_000_000)
+        for alert in bundle.alerts:
+            if not alert.asset.startswith("bus/"):
+                continue
+            name = alert.asset[4:]
+            board = self._alerts.setdefault(name, {})
+            if alert.is_open:
+                board[alert.id] = StatusAlert(
+                    id=alert.id,
+                    kind=alert.kind,
+                    severity=alert.severity.name.lower(),  # type: ignore[arg-type]
+                    opened_at=alert.opened_at // 1_000_000,
+                )
+            else:
+                board.pop(alert.id, None)
+            self._touch(name, (alert.updated_at or alert.opened_at) // 1_000_000)
+        return bundle
+
+    def _touch(self, name: str, ts_ms: int) -> None:
+        self._ts[name] = max(self._ts.get(name, 0), ts_ms)
+        self._changed.add(name)
+
+    def status(self, vehicle: str) -> VehicleStatus:
+        return VehicleStatus(
+            v=1,
+            vehicle=vehicle,
+            ts=self._ts.get(vehicle, 0),
+            last_fix=self._fix.get(vehicle),
+            health=dict(self._health.get(vehicle, {})),
+            open_alerts=sorted(self._alerts.get(vehicle, {}).values(), key=lambda a: a.opened_at),
+        )
+
+    def messages(self, changed_only: bool = True) -> list[tuple[str, bytes]]:
+        """(topic, payload) for each vehicle changed since the last call (or all)."""
+        names = sorted(self._changed if changed_only else self._ts)
+        self._changed.clear()
+        return [(status_topic(n, self.prefix), _ENCODER.encode(self.status(n))) for n in names]
