@@ -666,11 +666,9 @@ def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
     elif dyn[d, tod] >= p[Q_MIN_HIST]:
         med, mad = _med_mad(dy[d, tod], min(dyn[d, tod], hist))
     else:
-        # the other day type (weekdays for a weekend bin) until this one has enough history
-        other = (tod + dy.shape[1] // 2) % dy.shape[1]
-        if dyn[d, other] < p[Q_MIN_HIST]:
-            return np.nan, np.nan
-        med, mad = _med_mad(dy[d, other], min(dyn[d, other], hist))
+        # no fallback to the other day type: a weekday profile on a Sunday morning
+        # looks like a burst; until a day type has history, it is not judged by flow
+        return np.nan, np.nan
     return med, max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
 
 
