@@ -1,0 +1,144 @@
+"""`gateway alerts` against a real PostgreSQL, and on a replay's JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway import alertdesk
+from gateway.events import Alert, Severity
+
+ROOT = Path(__file__).resolve().parents[1]
+UTC = dt.UTC
+
+
+def _create_table(dsn: str) -> None:
+    """The project's own migration when it is there, else the documented columns."""
+    sql = ROOT / "gateway" / "db" / "migrations" / "0001_tables.sql"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if sql.exists():
+            conn.execute(sql.read_text().encode())
+        conn.execute(
+            b"""CREATE TABLE IF NOT EXISTS alerts (
+                id text PRIMARY KEY, gateway text NOT NULL, kind text NOT NULL,
+                asset text NOT NULL, severity text NOT NULL, state text NOT NULL,
+                opened_at timestamptz NOT NULL, updated_at timestamptz, cleared_at timestamptz,
+                started_at timestamptz, magnitude double precision, score double precision,
+                message text NOT NULL DEFAULT '', evidence jsonb NOT NULL DEFAULT '{}',
+                needs_ack boolean NOT NULL DEFAULT false, acked_by text, acked_at timestamptz)"""
+        )
+
+
+def _insert(dsn: str, rows: list[tuple[str, str, str, str, str, dt.datetime, float]]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for id_, kind, asset, severity, state, opened, magnitude in rows:
+            conn.execute(
+                "INSERT INTO alerts (id, gateway, kind, asset, severity, state, opened_at, "
+                "magnitude, score, message, evidence, needs_ack, cleared_at) VALUES "
+                "(%s, 'gw-1', %s, %s, %s, %s, %s, %s, 0.8, '', '{}', %s, %s)",
+                (id_, kind, asset, severity, state, opened, magnitude, severity == "critical",
+                 opened + dt.timedelta(hours=1) if state == "cleared" else None),
+            )  # fmt: skip
+
+
+@pytest.fixture
+def desk_dsn(pg_dsn: str) -> str:
+    _create_table(pg_dsn)
+    t = dt.datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    _insert(pg_dsn, [
+        ("a1", "leak", "dma-07", "warning", "opened", t, 1.5),
+        ("a2", "burst", "dma-07", "critical", "updated", t + dt.timedelta(hours=2), 6.0),
+        ("a3", "leak", "dma-08", "warning", "opened", t - dt.timedelta(days=2), 0.7),
+        ("a4", "sensor_fault", "dma-07/inlet/flow_lps", "info", "opened", t, -1.0),
+        ("a5", "leak", "dma-07", "warning", "cleared", t - dt.timedelta(days=5), 2.0),
+        ("a6", "leak", "dma-070", "warning", "opened", t, 2.0),
+    ])  # fmt: skip
+    return pg_dsn
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gateway")
+    alertdesk.register(parser.add_subparsers())
+    return parser.parse_args(["alerts", *argv])
+
+
+def ids(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines()[1:]]
+
+
+def test_lists_open_alerts_newest_first(desk_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--dsn", desk_dsn)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert ids(out) == ["a2", "a1", "a4", "a6", "a3"]
+    assert "a5" not in ids(out)  # cleared
+    assert "NEEDED" in out  # the critical burst needs an ack
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--kind", "leak"], {"a1", "a3", "a6"}),
+        (["--asset", "dma-07"], {"a1", "a2", "a4"}),  # the DMA and what is under it, not dma-070
+        (["--asset", "dma-07*"], {"a1", "a2", "a4", "a6"}),
+        (["--since", "2026-01-05T07:30+05:30"], {"a1", "a2", "a4", "a6"}),
+        (["--kind", "leak", "--all", "--asset", "dma-07"], {"a1", "a5"}),
+    ],
+)
+def test_filters(
+    desk_dsn: str, capsys: pytest.CaptureFixture[str], argv: list[str], expected: set[str]
+) -> None:
+    args = parse("--dsn", desk_dsn, *argv)
+    assert args.func(args) == 0
+    assert set(ids(capsys.readouterr().out)) == expected
+
+
+def test_ack_once_by_name(desk_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("ack", "a2", "--by", "asha", "--dsn", desk_dsn)
+    assert args.func(args) == 0
+    assert "acknowledged by asha" in capsys.readouterr().out
+    again = parse("ack", "a2", "--by", "ravi", "--dsn", desk_dsn)
+    assert again.func(again) == 0
+    assert "already acknowledged by asha" in capsys.readouterr().out
+    with psycopg.connect(desk_dsn) as conn:
+        by, at = conn.execute("SELECT acked_by, acked_at FROM alerts WHERE id = 'a2'").fetchone()
+    assert by == "asha" and at is not None
+    missing = parse("ack", "nope", "--by", "asha", "--dsn", desk_dsn)
+    assert missing.func(missing) == 1
+    assert "no alert with id 'nope'" in capsys.readouterr().err
+
+
+def test_missing_table_and_unreachable_server_are_explained(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse("--dsn", pg_dsn)
+    assert args.func(args) == 2
+    assert "gateway db migrate" in capsys.readouterr().err
+    args = parse("--dsn", "postgresql://postgres@127.0.0.1:1/gateway")
+    assert args.func(args) == 2
+    assert "cannot reach PostgreSQL" in capsys.readouterr().err
+
+
+def test_reads_a_replay_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = 1_767_575_400 * 1_000_000_000
+    leak = Alert("leak", "dma-01", Severity.WARNING, t, magnitude=1.2, score=0.7)
+    burst = Alert("burst", "dma-01", Severity.CRITICAL, t + 10**12, needs_ack=True)
+    lines = [leak.to_dict(), burst.to_dict(), burst.clear(t + 2 * 10**12).to_dict()]
+    path = tmp_path / "alerts.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    args = parse("--from", str(path))
+    assert args.func(args) == 0
+    assert ids(capsys.readouterr().out) == [leak.id]  # the burst's last line says cleared
+    args = parse("--from", str(path), "--all", "--kind", "burst")
+    assert args.func(args) == 0
+    assert ids(capsys.readouterr().out) == [burst.id]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "kind": "leak", "asset": "a"}\nnot json\n')
+    args = parse("--from", str(bad))
+    assert args.func(args) == 2
+    assert "line 2" in capsys.readouterr().err
