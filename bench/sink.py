@@ -120,7 +120,7 @@ async def run(args: argparse.Namespace) -> None:
         f"rows {args.rows}, bundles of {args.bundle}, {args.streams} streams, best of {args.repeat}"
     )
     print(f"raw binary COPY into readings : {copy_rate:>12,.0f} rows/s")
-    print(f"PostgresSink (staging + ON CONFLICT): {sink_rate:>12,.0f} rows/s")
+    print(f"PostgresSink (staging, idempotent): {sink_rate:>12,.0f} rows/s")
     print(f"ratio sink / raw COPY         : {sink_rate / copy_rate:.2f}  (goal >= 0.70)")
     print(f"re-sent bundle (all duplicates): {1 / resend:>12,.0f} rows/s")
 
