@@ -28,6 +28,7 @@ import pytest
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
+from gateway.events import Alert, Severity
 from gateway.pipeline.delivery import Backoff
 from gateway.pipeline.outbox import Outbox, OutboxSettings
 from gateway.runtime import Emit, Runtime, RuntimeSettings
@@ -348,3 +349,57 @@ async def test_postgresql_restart_in_the_middle_of_a_copy(
         stats = runtime.deliveries[0].stats
         assert stats.write_failures >= 1, "the restart interrupted a write"
     assert_exactly_once(dsn, source.accepted)
+
+
+class AlertingCounter(Counter):
+    """A counter that also raises one alert per bundle: alerts must never be shed."""
+
+    def __init__(self, rows: int, every: float) -> None:
+        super().__init__(rows, every)
+        self.alerts: list[str] = []
+
+    async def run(self, emit: Emit) -> None:
+        while self.running:
+            i = np.arange(self.next, self.next + self.rows)
+            batch = ReadingBatch.of(T0 + i * 1000, np.zeros(self.rows), i.astype(np.float64))
+            alert = Alert("leak", "dma-01", Severity.WARNING, T0 + self.next)
+            await emit(Bundle(readings=batch, alerts=(alert,)))
+            self.alerts.append(alert.id)
+            self.next += self.rows
+            self.accepted = self.next
+            await asyncio.sleep(self.every)
+
+
+@pytest.mark.slow
+async def test_disk_quota_during_an_outage_sheds_raw_readings_and_keeps_alerts(
+    pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await migrate(pg_dsn)
+    proxy = Proxy(int(psycopg.conninfo.conninfo_to_dict(pg_dsn).get("port") or 5432))
+    await proxy.start()
+    dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
+    sink = RecordingSink(dsn, registry(), "gw-quota", connect_timeout=1.0)
+    outbox = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(disk_quota_bytes=1024 * 1024))
+    source = AlertingCounter(rows=2000, every=0.01)  # ~42 kB per bundle: 1 MiB in ~0.3 s
+    settings = RuntimeSettings(batch_max_rows=20_000, batch_max_seconds=0.05, drain_timeout=20)
+    runtime = Runtime([source], [sink], settings=settings, queue_for=lambda _: outbox)
+    runtime.deliveries[0].backoff = fast_backoff()
+    async with running(runtime):
+        await asyncio.sleep(0.3)
+        await proxy.cut()
+        await asyncio.sleep(2.0)
+        shed = outbox.stats()
+        assert shed.shed_rows > 0, "the quota was reached and raw readings shed"
+        assert shed.stored_bytes <= 1024 * 1024 + 64 * 1024
+        await proxy.start()
+        source.running = False
+        await wait_until_drained(outbox, 30)
+    await proxy.cut()
+    shed_rows = outbox.stats().shed_rows
+    rows, distinct, _ = stored(pg_dsn)
+    assert rows == distinct
+    assert rows + shed_rows == source.accepted, "every reading is stored or counted as shed"
+    with psycopg.connect(pg_dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM alerts")}
+    assert ids == set(source.alerts), "no alert is ever shed"
+    assert any("outbox.shed" in r.getMessage() for r in caplog.records), "shedding is logged"
