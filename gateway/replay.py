@@ -201,10 +201,11 @@ def parse_readings(path: Path) -> ParsedCsv:
     bad.sort()
     keep = ts_ok & v_ok & q_ok & n_ok
     rows = np.flatnonzero(keep)
+    used, index = np.unique(name_index[rows], return_inverse=True)  # only names of good rows
     return ParsedCsv(
         ts[rows],
-        names,
-        name_index[rows].astype(np.int64),
+        names[used],
+        index.astype(np.int64),
         value[rows],
         quality[rows],
         line_no[rows],
@@ -232,9 +233,9 @@ def load_water_config(path: Path) -> tuple[list[DmaSettings], WaterSettings]:
         raise ConfigError(file, "", f"cannot read: {err.strerror}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(file, "", f"not valid TOML: {err}") from err
-    raw = data.get("dma", [])
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(file, "dma", 'declare at least one [[dma]] with name = "..." and inflow')
+    raw = data.get("dma", [])  # none is fine: then only --scores-out has anything to say
+    if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
+        raise ConfigError(file, "dma", 'use [[dma]] tables with name = "..." and inflow = [...]')
     dmas = [convert(DmaSettings, d, file=file, key=f"dma[{i}]") for i, d in enumerate(raw)]
     water = convert(WaterSettings, data.get("water", {}), file=file, key="water")
     return dmas, water
