@@ -298,6 +298,7 @@ class Outbox:
         self._db_lock: asyncio.Lock | None = None
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
+        self._served_live = False  # the last take was live data: the backlog's turn next
         self._load()
 
     @classmethod
@@ -500,28 +501,30 @@ class Outbox:
                 await self._cond.wait_for(lambda: self._closed or bool(self._index))
                 if not self._index:
                     return None
+                first = next(iter(self._index))
                 live = self._live_start()
-                if live is not None and live == next(iter(self._index)) and not self._closed:
-                    # no backlog: batch by size and time, as the in-memory queue does
-                    deadline = loop.time() + max_wait
-                    while self._rows < max_rows:
-                        remaining = deadline - loop.time()
-                        if remaining <= 0 or self._closed:
-                            break
-                        try:
-                            await asyncio.wait_for(self._cond.wait(), remaining)
-                        except TimeoutError:
-                            break
-                    live = next(iter(self._index), None)
-                if live is not None:
-                    seqs = self._select(live, max_rows)
+                if live == first:  # no backlog
+                    if not self._closed:  # batch by size and time, as BundleQueue does
+                        await self._gather(max_rows, loop.time() + max_wait)
+                    seqs = self._select(first, max_rows)
+                    self._served_live = True
                     break
-                seqs = self._select(next(iter(self._index)), max_rows)
-                wait = self._backlog_wait(sum(self._index[s].rows for s in seqs))
-                if wait <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):  # a live entry arriving goes first
-                    await asyncio.wait_for(self._cond.wait(), wait)
+                # A backlog. Live and backlog take turns, so neither starves:
+                # live goes first after an outage, the backlog drains behind it.
+                if live is None or self._served_live:
+                    seqs = self._select(first, max_rows, stop=live)
+                    wait = self._backlog_wait(sum(self._index[s].rows for s in seqs))
+                    if wait <= 0:
+                        self._served_live = False
+                        break
+                    if live is None:
+                        with contextlib.suppress(TimeoutError):  # live arriving goes first
+                            await asyncio.wait_for(self._cond.wait(), wait)
+                        continue
+                assert live is not None
+                seqs = self._select(live, max_rows)
+                self._served_live = True
+                break
             self._leased = seqs
         try:
             async with self._lock:
@@ -542,6 +545,18 @@ class Outbox:
             return Bundle()
         return Bundle.merge(bodies)
 
+    async def _gather(self, max_rows: int, deadline: float) -> None:
+        """Wait until `max_rows` rows are stored or `deadline` passes."""
+        loop = asyncio.get_running_loop()
+        while self._rows < max_rows and not self._closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._cond.wait(), remaining)
+            except TimeoutError:
+                return
+
     def _live_start(self) -> int | None:
         """The first seq of the live suffix, or None when nothing is live."""
         horizon = time.time() - self.settings.live_window_s
@@ -552,11 +567,14 @@ class Outbox:
             first = seq
         return first
 
-    def _select(self, start: int, max_rows: int) -> list[int]:
+    def _select(self, start: int, max_rows: int, stop: int | None = None) -> list[int]:
+        """Consecutive seqs from `start` (up to, not including, `stop`) within max_rows."""
         seqs: list[int] = []
         rows = 0
         started = False
         for seq, entry in self._index.items():
+            if seq == stop:
+                break
             started = started or seq == start
             if not started:
                 continue

@@ -252,3 +252,19 @@ def test_open_outboxes_gives_one_file_per_sink_and_refuses_a_damaged_one(
     settings.path_for("mqtt").write_bytes(b"garbage" * 1000)
     with pytest.raises(OutboxCorrupt, match=r"outbox-mqtt\.sqlite"):
         open_outboxes(["postgres", "mqtt"], settings)
+
+
+async def test_live_and_backlog_take_turns_so_neither_starves(tmp_path: Path) -> None:
+    box = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(live_window_s=0.2))
+    for i in range(3):
+        await box.put(readings(10, start=i * 10))
+    await asyncio.sleep(0.3)
+    order = []
+    for k in range(3):
+        await box.put(readings(10, start=1000 + k * 10))  # live data keeps arriving
+        for _ in range(2):
+            got = await box.take(max_rows=10, max_wait=0)
+            assert got is not None
+            order.append(int(got.readings.ts[0]))
+            await box.confirm()
+    assert order == [1000, 0, 1010, 10, 1020, 20]
