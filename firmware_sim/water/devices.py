@@ -72,6 +72,7 @@ class SimMeter:
             if p.name == "valve_open":
                 self.tables[p.fc][p.address] = 1  # valves power on open
         self.requests = 0
+        self._rendered_tick = -1
         self._noise = np.random.default_rng(unit_id * 7919 + dma).standard_normal(4093)
 
     def fault(self, t: float, *kinds: str) -> FaultSpec | None:
@@ -111,10 +112,34 @@ class SimMeter:
             }
         return {"battery_v": 3.5}
 
-    def refresh(self, model: WaterModel) -> None:
-        """Render the model's state into the register images (not while stuck)."""
+    def invalidate(self) -> None:
+        """Render again on the next request (after a fault was added or removed)."""
+        self._rendered_tick = -1
+
+    def refresh(self, model: WaterModel, now: float | None = None) -> None:
+        """Render the model's state into the register images (not while stuck).
+        Points change once a model tick; a sample block follows `now`, the exact
+        sim time, so a 100 Hz logger fills at 100 Hz rather than a tick at a time."""
         if self.fault(model.t, "stuck") is not None:
             return
+        if self._rendered_tick != model.ticks:
+            self._render_points(model)
+            self._rendered_tick = model.ticks
+        block = self.profile.sample_block
+        if block is not None:
+            self._render_block(
+                model,
+                now=model.t if now is None else now,
+                fc=block.fc,
+                seq_at=block.seq_address,
+                data_at=block.data_address,
+                size=block.size,
+                rate=block.rate_hz,
+                scale=block.scale,
+                offset=block.offset,
+            )
+
+    def _render_points(self, model: WaterModel) -> None:
         values = self.values(model)
         bits: dict[tuple[int, int], int] = {}
         for p in self.profile.points:
@@ -133,18 +158,6 @@ class SimMeter:
             self._put(p, encode(p, value))
         for (fc, address), word in bits.items():
             self.tables[fc][address] = word
-        block = self.profile.sample_block
-        if block is not None:
-            self._render_block(
-                model,
-                fc=block.fc,
-                seq_at=block.seq_address,
-                data_at=block.data_address,
-                size=block.size,
-                rate=block.rate_hz,
-                scale=block.scale,
-                offset=block.offset,
-            )
 
     def _put(self, p: Point, regs: list[int]) -> None:
         self.tables[p.fc][p.address : p.address + len(regs)] = regs
@@ -153,6 +166,7 @@ class SimMeter:
         self,
         model: WaterModel,
         *,
+        now: float,
         fc: int,
         seq_at: int,
         data_at: int,
@@ -163,7 +177,7 @@ class SimMeter:
     ) -> None:
         """The newest `size` samples, oldest first, and the newest's sequence number.
         Sample k is a pure function of k, so any read sees a consistent stream."""
-        seq = int(model.t * rate)
+        seq = int(now * rate)
         k = np.arange(seq - size, seq)
         base = model.zone_head(self.dma, 0)
         # a 0.3 Hz surge plus sensor noise, so transients and gaps are visible

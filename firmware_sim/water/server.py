@@ -130,10 +130,14 @@ class WaterNetworkSim:
 
     def set_fault(self, fault: FaultSpec) -> None:
         """Add a fault while running (windows are in sim seconds)."""
-        self.device(fault.device).faults.append(fault)
+        meter = self.device(fault.device)
+        meter.faults.append(fault)
+        meter.invalidate()
 
     def clear_faults(self, device: str) -> None:
-        self.device(device).faults.clear()
+        meter = self.device(device)
+        meter.faults.clear()
+        meter.invalidate()
 
     # -- serving ----------------------------------------------------------
     async def start(self) -> None:
@@ -230,7 +234,7 @@ class WaterNetworkSim:
                 if address + i < len(table):
                     table[address + i] = int(v)
             return None
-        meter.refresh(self.model)
+        meter.refresh(self.model, now=t)
         if _TABLE[fc] in (1, 2):
             for r in range(len(current)):
                 word = 0

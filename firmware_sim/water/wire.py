@@ -22,6 +22,27 @@ import os
 import tty
 
 
+def rtu_frame_length(data: bytes, *, to_device: bool) -> int | None:
+    """The length of the RTU frame `data` starts, from its header; None while the
+    header is incomplete or the function code is not one we know."""
+    if len(data) < 2:
+        return None
+    fc = data[1]
+    if to_device:
+        if 1 <= fc <= 6:
+            return 8
+        if fc in (15, 16):
+            return 9 + data[6] if len(data) >= 7 else None
+        return None
+    if fc & 0x80:
+        return 5
+    if 1 <= fc <= 4:
+        return 5 + data[2] if len(data) >= 3 else None
+    if fc in (5, 6, 15, 16):
+        return 8
+    return None
+
+
 class PtyWire:
     def __init__(self, baudrate: int = 0, char_bits: int = 10) -> None:
         self.baudrate = baudrate
@@ -47,8 +68,12 @@ class PtyWire:
         for fd in (dev_master, gw_master):
             os.set_blocking(fd, False)
         self._tasks = [
-            asyncio.create_task(self._relay(gw_master, dev_master), name="wire:to-device"),
-            asyncio.create_task(self._relay(dev_master, gw_master), name="wire:to-gateway"),
+            asyncio.create_task(
+                self._relay(gw_master, dev_master, to_device=True), name="wire:to-device"
+            ),
+            asyncio.create_task(
+                self._relay(dev_master, gw_master, to_device=False), name="wire:to-gateway"
+            ),
         ]
 
     async def _read(self, fd: int) -> bytes:
@@ -64,7 +89,7 @@ class PtyWire:
         except BlockingIOError:
             return b""
 
-    async def _relay(self, src: int, dst: int) -> None:
+    async def _relay(self, src: int, dst: int, *, to_device: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -74,17 +99,21 @@ class PtyWire:
             if not data:
                 continue
             if self.baudrate:
-                # gather the rest of the frame as it arrives; a pause longer than
-                # 3.5 characters would end it on a real line
+                # the frame occupies the wire from its first byte: gather the rest
+                # as it arrives, until its length says it is whole (or, for bytes
+                # that parse as no frame, until 3.5 characters of silence)
+                first = loop.time()
                 gap = max(0.0015, 3.5 * self.char_bits / self.baudrate)
-                while True:
+                while (need := rtu_frame_length(data, to_device=to_device)) is None or len(
+                    data
+                ) < need:
                     try:
                         more = await asyncio.wait_for(self._read(src), gap)
                     except TimeoutError:
                         break
                     data += more
                 wire = (len(data) + 3.5) * self.char_bits / self.baudrate
-                start = max(loop.time(), self._free_at)
+                start = max(first, self._free_at)
                 self._free_at = start + wire
                 await asyncio.sleep(self._free_at - loop.time())
             try:

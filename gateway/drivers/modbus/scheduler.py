@@ -5,7 +5,7 @@
 
     Lane.run():  pick the device due soonest -> wait for it (a queued write wakes us)
                  -> run queued writes -> poll: one transaction per planned request,
-                 each with timeout and retries -> decode -> on_result(device, bundle)
+                 each with timeout and retries -> decode -> on_result(device, readings, events)
 
 One request is outstanding per lane at any time, so an RS-485 line carries one
 frame at a time and a write (fc 5, 6, 15, 16) waits behind the current request,
@@ -32,18 +32,18 @@ from typing import TypeVar
 import numpy as np
 
 from gateway.batch import NS_PER_S, Quality, ReadingBatch
-from gateway.bundle import Bundle
 from gateway.drivers.modbus.meters import MeterState
 from gateway.drivers.modbus.plan import Request, plan_requests
-from gateway.drivers.modbus.profiles import Profile, SampleBlock
+from gateway.drivers.modbus.profiles import Point, Profile, SampleBlock
 from gateway.drivers.modbus.registers import decode
 from gateway.drivers.modbus.settings import DeviceSettings
 from gateway.drivers.modbus.transport import DeviceException, LinkError, ModbusLink
+from gateway.events import Event
 from gateway.logs import get_logger
 
 log = get_logger("gateway.modbus")
 
-OnResult = Callable[["DevicePoll", Bundle], Awaitable[None]]
+OnResult = Callable[["DevicePoll", ReadingBatch, Sequence[Event]], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -57,6 +57,7 @@ class DevicePoll:
     timeout: float
     retries: int
     requests: tuple[Request, ...] = ()
+    slots: list[list[tuple[int, int, Point]]] = dataclasses.field(default_factory=list)
     block_stream: int = -1
     state: str = "unknown"  # unknown, up, or the failure: timeout, bad_frame, exception...
     failures: int = 0
@@ -77,6 +78,12 @@ class DevicePoll:
             self.profile.points, merge=merge, max_gap=gap, max_registers=self.profile.max_registers
         )
         self.rng = random.Random(s.name)
+        # per request: (index in the meter's values, offset in the reply, point)
+        index = {p.name: i for i, p in enumerate(self.meter.points)}
+        self.slots = [
+            [(index[p.name], p.address - r.address, p) for p in r.points if p.name in index]
+            for r in self.requests
+        ]
 
     @property
     def name(self) -> str:
@@ -244,18 +251,13 @@ class Lane:
                     quality=Quality.describe(err.quality),
                 )
                 dev.state = err.state
-            bundle = Bundle(readings=dev.meter.failed(ts, err.quality))
             dev.next_due = loop.time() + self._retry_delay(dev)
-            await self.on_result(dev, bundle)
+            await self.on_result(dev, dev.meter.failed(ts, err.quality), ())
             return
         values = np.empty(len(dev.meter.points), np.float64)
-        index = {p.name: i for i, p in enumerate(dev.meter.points)}
-        for req, got in zip(dev.requests, regs, strict=True):
-            for p in req.points:
-                i = index.get(p.name)
-                if i is not None:
-                    off = p.address - req.address
-                    values[i] = decode(p, got[off : off + p.width])
+        for got, slots in zip(regs, dev.slots, strict=True):
+            for i, off, p in slots:
+                values[i] = decode(p, got[off : off + p.width])
         readings, events = dev.meter.good(ts, values)
         if samples is not None:
             readings = ReadingBatch.concat([readings, samples])
@@ -267,7 +269,7 @@ class Lane:
         interval = dev.settings.interval
         step = interval * (1 + dev.rng.uniform(-0.5, 0.5) * dev.settings.jitter)
         dev.next_due = max(dev.next_due + step, loop.time())
-        await self.on_result(dev, Bundle(readings=readings, events=tuple(events)))
+        await self.on_result(dev, readings, events)
 
     def _retry_delay(self, dev: DevicePoll) -> float:
         interval = dev.settings.interval

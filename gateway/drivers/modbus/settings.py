@@ -27,7 +27,7 @@ Constructors (all frozen, slotted, with defaults):
                    tcp_port=0, timeout=None, retries=None, merge_requests=None, max_gap=None,
                    enabled=True)
     ModbusSettings(profiles_dir="config/profiles", lines=(), devices=(), backoff_initial=2.0,
-                   backoff_max=60.0)
+                   backoff_max=60.0, flush_interval=0.1, flush_rows=10_000)
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ class ModbusSettings:
     backoff_max: float = dataclasses.field(
         default=60.0, metadata={"help": "longest retry delay (s) for a dead device"}
     )
+    flush_interval: float = dataclasses.field(
+        default=0.1, metadata={"help": "emit gathered polls every this many s (0: each poll)"}
+    )
+    flush_rows: int = dataclasses.field(
+        default=10_000, metadata={"help": "... or as soon as this many readings wait"}
+    )
 
     def __post_init__(self) -> None:
         lines = [line.name for line in self.lines]
@@ -161,6 +167,8 @@ class ModbusSettings:
                 serial_units.add(key)
         if self.backoff_initial <= 0 or self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_initial must be > 0 and backoff_max >= backoff_initial")
+        if self.flush_interval < 0 or self.flush_rows < 1:
+            raise ValueError("flush_interval must be >= 0 s and flush_rows >= 1")
 
     def line(self, name: str) -> LineSettings:
         for line in self.lines:

@@ -7,7 +7,9 @@
           Bundle(readings=ReadingBatch, events=(Event...)) --emit--> pipeline
 
 Streams are registered in the StreamRegistry when the source is built, so the
-registry knows every name, unit and kind before the first poll. A device that
+registry knows every name, unit and kind before the first poll. Polls are gathered and
+emitted as one bundle every `flush_interval` seconds (or `flush_rows` rows),
+so the pipeline sees a few bundles a second, not one per poll. A device that
 does not answer never raises out of `run`: its readings are NaN with
 COMM_ERROR/TIMEOUT (or CRC, exception) quality, it is logged once per change
 of state, and the other devices keep their rate.
@@ -26,6 +28,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.drivers.modbus.meters import MeterState
 from gateway.drivers.modbus.profiles import (
@@ -37,6 +40,7 @@ from gateway.drivers.modbus.profiles import (
 from gateway.drivers.modbus.scheduler import DevicePoll, Lane
 from gateway.drivers.modbus.settings import LineSettings, ModbusSettings
 from gateway.drivers.modbus.transport import open_link
+from gateway.events import Event
 from gateway.runtime import Emit
 from gateway.streams import StreamRegistry
 
@@ -105,6 +109,9 @@ class ModbusSource:
             self.polls.append(poll)
         self.lanes: list[Lane] = []
         self._emit: Emit | None = None
+        self._readings: list[ReadingBatch] = []
+        self._events: list[Event] = []
+        self._pending_rows = 0
 
     @property
     def devices_total(self) -> int:
@@ -179,20 +186,45 @@ class ModbusSource:
             backoff_max=self.settings.backoff_max,
         )
 
-    async def _on_result(self, poll: DevicePoll, bundle: Bundle) -> None:
-        if self._emit is not None and len(bundle):
-            await self._emit(bundle)
+    async def _on_result(
+        self, poll: DevicePoll, readings: ReadingBatch, events: Sequence[Event]
+    ) -> None:
+        if self.settings.flush_interval <= 0:
+            if self._emit is not None:
+                await self._emit(Bundle(readings=readings, events=tuple(events)))
+            return
+        self._readings.append(readings)
+        self._events.extend(events)
+        self._pending_rows += len(readings)
+        if self._pending_rows >= self.settings.flush_rows:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not (self._readings or self._events) or self._emit is None:
+            return
+        readings, events = ReadingBatch.concat(self._readings), tuple(self._events)
+        self._readings, self._events, self._pending_rows = [], [], 0
+        await self._emit(Bundle(readings=readings, events=events))
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            await self._flush()
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
         self.lanes = self._lanes()
         try:
             async with asyncio.TaskGroup() as tg:
+                if self.settings.flush_interval > 0:
+                    tg.create_task(self._flusher(), name="modbus-flush")
                 for lane in self.lanes:
                     tg.create_task(lane.run(), name=f"modbus-lane:{lane.name}")
         finally:
             for lane in self.lanes:
                 lane.link.close()
+            # hand over what was read before the stop, so the drain writes it
+            await self._flush()
 
     async def write(self, device: str, fc: int, address: int, values: Sequence[int]) -> None:
         """Write on the device's line, behind the request in flight (never interleaved)."""
