@@ -298,7 +298,11 @@ class Outbox:
         self._db_lock: asyncio.Lock | None = None
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
-        self._served_live = False  # the last take was live data: the backlog's turn next
+        # turn-taking between live data and the backlog: the backlog's turn comes
+        # after a live bundle was delivered; a failed write gives the turn back
+        # to live, so the first write after an outage is live data
+        self._served_live = False
+        self._lease_live = False
         self._load()
 
     @classmethod
@@ -507,7 +511,7 @@ class Outbox:
                     if not self._closed:  # batch by size and time, as BundleQueue does
                         await self._gather(max_rows, loop.time() + max_wait)
                     seqs = self._select(first, max_rows)
-                    self._served_live = True
+                    self._lease_live = True
                     break
                 # A backlog. Live and backlog take turns, so neither starves:
                 # live goes first after an outage, the backlog drains behind it.
@@ -515,7 +519,7 @@ class Outbox:
                     seqs = self._select(first, max_rows, stop=live)
                     wait = self._backlog_wait(sum(self._index[s].rows for s in seqs))
                     if wait <= 0:
-                        self._served_live = False
+                        self._lease_live = False
                         break
                     if live is None:
                         with contextlib.suppress(TimeoutError):  # live arriving goes first
@@ -523,7 +527,7 @@ class Outbox:
                         continue
                 assert live is not None
                 seqs = self._select(live, max_rows)
-                self._served_live = True
+                self._lease_live = True
                 break
             self._leased = seqs
         try:
@@ -629,6 +633,7 @@ class Outbox:
 
     async def confirm(self) -> None:
         """The sink stored the taken bundle: delete its entries."""
+        self._served_live = self._lease_live
         seqs, self._leased = self._leased, []
         if not seqs:
             return
@@ -658,6 +663,7 @@ class Outbox:
     async def release(self) -> None:
         """The sink did not take the bundle: its entries stay for a later take."""
         self._leased = []
+        self._served_live = False
         async with self._cond:
             self._cond.notify_all()
 

@@ -184,6 +184,7 @@ class PostgresSink:
         connect_timeout: float = 5.0,
         write_timeout: float = 60.0,
         retention: RetentionSettings = DEFAULT_RETENTION,
+        reconnect_timeout: float = 300.0,
     ) -> None:
         if not gateway_id:
             raise ValueError(
@@ -198,6 +199,7 @@ class PostgresSink:
         self.connect_timeout = connect_timeout
         self.write_timeout = write_timeout
         self.retention = retention
+        self.reconnect_timeout = reconnect_timeout  # the pool's; a later write retries anyway
         self.stats = PostgresSinkStats()
         self._pool: AsyncConnectionPool | None = None
         self._global = np.full(0, -1, np.int32)  # local stream id -> streams.id
@@ -237,6 +239,7 @@ class PostgresSink:
             open=False,
             timeout=self.connect_timeout,
             configure=self._configure,
+            reconnect_timeout=self.reconnect_timeout,
             kwargs={"connect_timeout": max(1, round(self.connect_timeout))},
             name=f"gateway-{self.name}",
         )

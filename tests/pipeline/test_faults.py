@@ -237,7 +237,8 @@ async def test_database_outage_loses_nothing_and_live_goes_before_the_backlog(
     proxy = Proxy(int(psycopg.conninfo.conninfo_to_dict(pg_dsn).get("port") or 5432))
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
-    sink = RecordingSink(dsn, registry(), "gw-outage", connect_timeout=1.0)
+    # the pool gives up reconnecting after 1 s: the outage outlasts it, as a long one would
+    sink = RecordingSink(dsn, registry(), "gw-outage", connect_timeout=1.0, reconnect_timeout=1.0)
     outbox = Outbox.open(
         tmp_path / "o.sqlite", OutboxSettings(live_window_s=0.5, backlog_rows_per_s=0)
     )
