@@ -325,7 +325,7 @@ class WaterDetectors:
             p.clear_score
             for p in (*self.settings.alerts.kinds.values(), self.settings.alerts.default)
         )
-        scores = out[:, [wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_DP, wk.O_MB]]
+        scores = out[:, [wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_DP, wk.O_MB, wk.O_IC]]
         hot = np.nan_to_num(scores, nan=0.0).max(axis=1) >= floor
         inflow_local = self._q_w[dma] > 0
         reverse = (np.nan_to_num(vals, nan=0.0) < -self.settings.reverse_flow_lps) & inflow_local
@@ -352,7 +352,7 @@ class WaterDetectors:
         alerts: list[Alert] = []
         if any(start <= at <= until for start, until in self._suspect[d]):
             o = o.copy()
-            o[[wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_MB]] = np.nan
+            o[[wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_MB, wk.O_IC]] = np.nan
         if o[wk.O_BURST] > 0:
             point = self._pressure_name(d, int(oi[wk.OI_BURST_POINT]))
             ev: dict[str, Any] = {"detectors": ["burst"]}
@@ -371,12 +371,28 @@ class WaterDetectors:
                 evidence=ev,
                 message=f"sudden inflow step or pressure drop in {name}",
             )
-        if o[wk.O_CUSUM] > 0:
+        if o[wk.O_IC] > 0:
             alerts += obs(
                 "leak",
                 name,
                 at,
-                float(o[wk.O_CUSUM]),
+                float(o[wk.O_IC]),
+                magnitude=float(o[wk.O_IC_MAG]),
+                started_at=int(oi[wk.OI_IC_START]),
+                evidence={
+                    "detectors": ["inflow_level"],
+                    "level_excess_lps": round(float(o[wk.O_IC_MAG]), 4),
+                },
+                message=f"a constant extra inflow to {name}, day and night",
+            )
+        open_leak = self.tracker.get("leak", name)
+        if o[wk.O_CUSUM] > 0 and open_leak is not None:
+            # the profile CUSUM reacts to hot days too: evidence for an open leak, not an alarm
+            alerts += obs(
+                "leak",
+                name,
+                at,
+                min(float(o[wk.O_CUSUM]), open_leak.score),
                 magnitude=float(o[wk.O_CUSUM_MAG]),
                 started_at=int(oi[wk.OI_CUSUM_START]),
                 evidence={

@@ -518,7 +518,9 @@ BURST_AFTER, BURST_BEFORE = 5, 30
 Q_WEEKEND = 26  # bit mask of weekend days, Monday = bit 0
 Q_NIGHT_FLOOR = 27
 Q_Z_CLIP = 28
-N_STEP_PARAMS = 29
+Q_IC_FLOOR = 29
+Q_IC_Z = 30
+N_STEP_PARAMS = 31
 
 # per-DMA float state
 (
@@ -557,8 +559,10 @@ N_F = 20
     I_MB_START,
     I_BPOINT,
     I_MB_ALARM_SINCE,
-) = range(11)
-N_I = 11
+    I_IC_START,
+    I_IC_SKIP,
+) = range(13)
+N_I = 13
 # outputs
 (
     O_BURST,
@@ -576,10 +580,13 @@ N_I = 11
     O_MB_MAG,
     O_QMEAN,
     O_RESID,
-) = range(15)
-N_O = 15
-OI_BURST_START, OI_CUSUM_START, OI_MNF_START, OI_DP_POINT, OI_MB_START, OI_BURST_POINT = range(6)
-N_OI = 6
+    O_IC,
+    O_IC_MAG,
+) = range(17)
+N_O = 17
+(OI_BURST_START, OI_CUSUM_START, OI_MNF_START, OI_DP_POINT, OI_MB_START, OI_BURST_POINT,
+ OI_IC_START) = range(7)  # fmt: skip
+N_OI = 7
 MB_RING = 192  # two days of 15-minute bins
 
 
@@ -607,10 +614,14 @@ class StepState:
         self.dp = np.full((n_dma, MAXP, ndb, hist), np.nan)
         self.dpn = np.zeros((n_dma, MAXP, ndb), np.int64)
         self.sdp = np.zeros((n_dma, MAXP, 2))  # two-sided CUSUM of the gradient residual
-        self.night = np.full((n_dma, night_hist), np.nan)
-        self.nightn = np.zeros(n_dma, np.int64)
+        self.night = np.full((n_dma, 2, night_hist), np.nan)  # weekday and weekend nights
+        self.nightn = np.zeros((n_dma, 2), np.int64)
         self.mb = np.full((n_dma, MB_RING), np.nan)
         self.mbn = np.zeros(n_dma, np.int64)
+        # the last day of bins (flow, profile) and the daily history of the fitted intercept
+        self.ic = np.full((n_dma, 2, ndb), np.nan)
+        self.ich = np.full((n_dma, night_hist), np.nan)
+        self.ichn = np.zeros(n_dma, np.int64)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (
@@ -631,6 +642,9 @@ class StepState:
             self.nightn,
             self.mb,
             self.mbn,
+            self.ic,
+            self.ich,
+            self.ichn,
         )
 
 
@@ -747,6 +761,9 @@ def step_minutes(  # type: ignore[no-untyped-def]
     nightn,
     mb,
     mbn,
+    ic,
+    ich,
+    ichn,
     out,
     outi,
 ):
@@ -764,11 +781,12 @@ def step_minutes(  # type: ignore[no-untyped-def]
         last = i[d, I_LAST_M]
         if gap[k] == 1 or (last >= 0 and m - last > p[Q_GAP_RESET_MIN]):
             _reset_short(d, f, i, rr, pr, bdp, sdp)
+            ic[d, :, :] = np.nan
             if last >= 0 and m - last > p[Q_MAX_AGE_MIN]:
                 wkn[d, :] = 0
                 dyn[d, :] = 0
                 dpn[d, :, :] = 0
-                nightn[d] = 0
+                nightn[d, :] = 0
                 mbn[d] = 0
                 f[d, F_QN] = 0.0
             i[d, I_LAST_M] = m
@@ -798,6 +816,9 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 bdp,
                 mb,
                 mbn,
+                ic,
+                ich,
+                ichn,
                 n_pres[d],
                 nwb,
                 ndb,
@@ -863,7 +884,8 @@ def step_minutes(  # type: ignore[no-untyped-def]
         elif i[d, I_NIGHT_DAY] == day and mod >= p[Q_NIGHT_END]:
             i[d, I_NIGHT_DAY] = -1
             if f[d, F_NN] >= p[Q_NIGHT_MIN]:
-                _judge_night(d, m, p, f, i, night, nightn, out, outi, k)
+                weekend = (np.int64(p[Q_WEEKEND]) >> ((day + 3) % 7)) & 1
+                _judge_night(d, m, p, f, i, night[d, weekend], nightn[d], weekend, out, outi, k)
     return dma.shape[0]
 
 
@@ -965,6 +987,9 @@ def _close_bin(  # type: ignore[no-untyped-def]
     bdp,
     mb,
     mbn,
+    ic,
+    ich,
+    ichn,
     npres,
     nwb,
     ndb,
@@ -1010,6 +1035,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
             i[d, I_ALARM_SINCE] = bin_end
         elif not alarm:
             i[d, I_ALARM_SINCE] = 0
+    _intercept(d, prev % ndb, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k)
     relearn = alarm and bin_end - i[d, I_ALARM_SINCE] > p[Q_RELEARN_MIN] * NS_PER_MIN
     if (not alarm or relearn) and i[d, I_BURST_ON] == 0:
         wk[d, tow, wkn[d, tow] % hist] = x
@@ -1073,15 +1099,69 @@ def _close_bin(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _judge_night(d, m, p, f, i, night, nightn, out, outi, k):  # type: ignore[no-untyped-def]
+def _intercept(d, slot, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k):  # type: ignore[no-untyped-def]
+    """Fit flow = a * profile + L over the last day of bins. Weather and demand
+    shifts scale the profile (a); a leak adds a constant (L), at night as by day."""
+    ndb = ic.shape[2]
+    ic[d, 0, slot] = x
+    ic[d, 1, slot] = med
+    n = 0
+    sx = 0.0
+    sm = 0.0
+    smm = 0.0
+    smx = 0.0
+    for b in range(ndb):
+        xv = ic[d, 0, b]
+        mv = ic[d, 1, b]
+        if np.isfinite(xv) and np.isfinite(mv):
+            n += 1
+            sx += xv
+            sm += mv
+            smm += mv * mv
+            smx += mv * xv
+    if n < 0.75 * ndb:
+        return
+    den = n * smm - sm * sm
+    if den <= 1e-12 * n * n * max(smm, 1e-12):
+        return
+    a = (n * smx - sm * sx) / den
+    level = (sx - a * sm) / n
+    cnt = ichn[d]
+    size = ich.shape[1]
+    alarm = False
+    if cnt >= p[Q_MIN_HIST] + 1:
+        lmed, lmad = _med_mad(ich[d], min(cnt, size))
+        ls = max(1.4826 * lmad, p[Q_IC_FLOOR] * abs(f[d, F_QMEAN]), p[Q_FLOOR_LPS])
+        z = (level - lmed) / ls
+        stat = max(z, 0.0) / p[Q_IC_Z]
+        out[k, O_IC] = stat / (1.0 + stat)
+        out[k, O_IC_MAG] = level - lmed
+        if z < 1.0:
+            i[d, I_IC_START] = bin_end
+        outi[k, OI_IC_START] = i[d, I_IC_START] if i[d, I_IC_START] > 0 else bin_end
+        alarm = stat >= 0.5
+    if slot == ndb - 1:  # the bin that closes a local day: one history point per day
+        skip = i[d, I_IC_SKIP]
+        if not alarm or skip >= p[Q_RELEARN_MIN] / 1440.0:
+            ich[d, cnt % size] = level
+            ichn[d] = cnt + 1
+            i[d, I_IC_SKIP] = 0
+        else:
+            i[d, I_IC_SKIP] = skip + 1
+
+
+@njit(cache=True, nogil=True)
+def _judge_night(d, m, p, f, i, hist, count, t, out, outi, k):  # type: ignore[no-untyped-def]
+    """Judge the night just ended against past nights of its day type `t` (weekend
+    nights differ: later risers); `hist`, `count[t]` are that day type's history."""
     mnf = f[d, F_NSUM] / f[d, F_NN]
     end = m * NS_PER_MIN
-    cnt = nightn[d]
-    size = night.shape[1]
+    cnt = count[t]
+    size = hist.shape[0]
     out[k, O_MNF_VAL] = mnf
     alarm = False
     if cnt >= p[Q_MIN_HIST] + 2:
-        med, mad = _med_mad(night[d], min(cnt, size))
+        med, mad = _med_mad(hist, min(cnt, size))
         s = max(1.4826 * mad, p[Q_NIGHT_FLOOR] * abs(med), p[Q_FLOOR_LPS])
         excess = mnf - med - p[Q_NIGHT_ALLOW]
         z = excess / s
@@ -1093,9 +1173,9 @@ def _judge_night(d, m, p, f, i, night, nightn, out, outi, k):  # type: ignore[no
         alarm = stat >= 0.5
     if not alarm:
         i[d, I_LAST_NORMAL] = end
-        night[d, cnt % size] = mnf
-        nightn[d] = cnt + 1
+        hist[cnt % size] = mnf
+        count[t] = cnt + 1
     elif end - i[d, I_LAST_NORMAL] > p[Q_RELEARN_MIN] * NS_PER_MIN:
         # a new normal after relearn_days of alarm (a demand shift, or a leak left running)
-        night[d, cnt % size] = mnf
-        nightn[d] = cnt + 1
+        hist[cnt % size] = mnf
+        count[t] = cnt + 1

@@ -100,6 +100,12 @@ class WaterSettings:
     cusum_clip: float = _field(
         default=3.0, metadata=_help("largest step one bin adds to the CUSUM, in noise units")
     )
+    intercept_floor_fraction: float = _field(
+        default=0.02, metadata=_help("noise floor of the daily leak level, x mean inflow")
+    )
+    intercept_z: float = _field(
+        default=4.0, metadata=_help("leak level above its history, in noise units, scoring 0.5")
+    )
     relearn_days: float = _field(
         default=3.0, metadata=_help("days of alarm after which the new level is learned")
     )
@@ -237,6 +243,8 @@ class WaterSettings:
         p[wk.Q_CUSUM_K] = self.cusum_k
         p[wk.Q_CUSUM_H] = self.cusum_h
         p[wk.Q_Z_CLIP] = self.cusum_clip
+        p[wk.Q_IC_FLOOR] = self.intercept_floor_fraction
+        p[wk.Q_IC_Z] = self.intercept_z
         p[wk.Q_RELEARN_MIN] = self.relearn_days * 1440
         p[wk.Q_NIGHT_START] = start
         p[wk.Q_NIGHT_END] = end
