@@ -18,10 +18,10 @@ that rules do not raise live alerts from a unit's buffered backlog.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import dataclasses
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -126,63 +126,33 @@ class MqttSourceStats:
     gaps_counted: bool = True  # False under a shared subscription: each peer sees a subset
 
 
-class _Columns:
-    """Growable typed columns; `take` hands them to numpy without a copy."""
+FIX_ROW: Final = struct.Struct("<qiddffB")  # ts, vehicle, lat, lon, speed, heading, fix
+READING_ROW: Final = struct.Struct("<qidB")  # ts, stream, value, quality
+_FIX_DTYPE: Final = np.dtype([(name, dtype) for name, dtype in FixBatch.DTYPES.items()])
+_READING_DTYPE: Final = np.dtype([(name, dtype) for name, dtype in ReadingBatch.DTYPES.items()])
+assert _FIX_DTYPE.itemsize == FIX_ROW.size and _READING_DTYPE.itemsize == READING_ROW.size
 
-    __slots__ = (
-        "fix",
-        "fix_heading",
-        "fix_lat",
-        "fix_lon",
-        "fix_speed",
-        "fix_ts",
-        "fix_vehicle",
-        "r_quality",
-        "r_stream",
-        "r_ts",
-        "r_value",
-    )
+
+class _Rows:
+    """Rows packed into bytes as they are decoded (one `struct.pack` per row, no
+    object kept per row); `fixes()` and `readings()` turn them into columns."""
+
+    __slots__ = ("fixes_buf", "readings_buf")
 
     def __init__(self) -> None:
-        self.fix_ts = array.array("q")
-        self.fix_vehicle = array.array("i")
-        self.fix_lat = array.array("d")
-        self.fix_lon = array.array("d")
-        self.fix_speed = array.array("f")
-        self.fix_heading = array.array("f")
-        self.fix = array.array("B")
-        self.r_ts = array.array("q")
-        self.r_stream = array.array("i")
-        self.r_value = array.array("d")
-        self.r_quality = array.array("B")
+        self.fixes_buf = bytearray()
+        self.readings_buf = bytearray()
 
     def __len__(self) -> int:
-        return len(self.fix_ts) + len(self.r_ts)
+        return len(self.fixes_buf) // FIX_ROW.size + len(self.readings_buf) // READING_ROW.size
 
     def fixes(self) -> FixBatch:
-        def col(a: array.array[Any], dtype: type) -> Any:
-            return np.frombuffer(a, dtype) if len(a) else np.empty(0, dtype)
-
-        return FixBatch(
-            col(self.fix_ts, np.int64),
-            col(self.fix_vehicle, np.int32),
-            col(self.fix_lat, np.float64),
-            col(self.fix_lon, np.float64),
-            col(self.fix_speed, np.float32),
-            col(self.fix_heading, np.float32),
-            col(self.fix, np.uint8),
-        )
+        rows = np.frombuffer(self.fixes_buf, _FIX_DTYPE)
+        return FixBatch(*(np.ascontiguousarray(rows[name]) for name in FixBatch.DTYPES))
 
     def readings(self) -> ReadingBatch:
-        def col(a: array.array[Any], dtype: type) -> Any:
-            return np.frombuffer(a, dtype) if len(a) else np.empty(0, dtype)
-
-        return ReadingBatch(
-            col(self.r_ts, np.int64),
-            col(self.r_stream, np.int32),
-            col(self.r_value, np.float64),
-            col(self.r_quality, np.uint8),
-        )
+        rows = np.frombuffer(self.readings_buf, _READING_DTYPE)
+        return ReadingBatch(*(np.ascontiguousarray(rows[name]) for name in ReadingBatch.DTYPES))
 
 
 class _Route:
@@ -199,6 +169,8 @@ class _Route:
         self.streams = streams  # shared by the unit's routes: quantity -> stream id
 
 
+_pack_fix = FIX_ROW.pack
+_pack_reading = READING_ROW.pack
 _DecodeError = (PayloadError, ais140.PacketError, j1939.J1939Error, TopicError)
 _MAX_ROUTES: Final = 200_000
 
@@ -221,8 +193,8 @@ class MqttSource:
         self._limits = settings.limits
         self._routes: dict[str, _Route] = {}
         self._streams: dict[int, dict[str, int]] = {}
-        self._live = _Columns()
-        self._hist = _Columns()
+        self._live = _Rows()
+        self._hist = _Rows()
         self._events: list[Event] = []
         self._rejects: list[Reject] = []
         self._pending = 0
@@ -277,7 +249,7 @@ class MqttSource:
         """The accumulated rows as bundles (live first), and start afresh."""
         live, hist = self._live, self._hist
         events, rejects = self._events, self._rejects
-        self._live, self._hist, self._events, self._rejects = _Columns(), _Columns(), [], []
+        self._live, self._hist, self._events, self._rejects = _Rows(), _Rows(), [], []
         self._pending = 0
         out = []
         if len(live) or events or rejects:
@@ -330,13 +302,10 @@ class MqttSource:
         if seq is not None and not self.sequences.observe(route.key, seq):
             raise PayloadError("duplicate", f"sequence number {seq} already received")
 
-    def _reading(self, cols: _Columns, ts: int, stream: int, value: float, quality: int) -> None:
-        cols.r_ts.append(ts)
-        cols.r_stream.append(stream)
-        cols.r_value.append(value)
-        cols.r_quality.append(quality)
+    def _reading(self, cols: _Rows, ts: int, stream: int, value: float, quality: int) -> None:
+        cols.readings_buf += _pack_reading(ts, stream, value, quality)
 
-    def _signal(self, cols: _Columns, route: _Route, ts: int, quantity: str, value: float) -> None:
+    def _signal(self, cols: _Rows, route: _Route, ts: int, quantity: str, value: float) -> None:
         _, lo, hi = CAN_QUANTITIES[quantity]
         quality = 0 if lo <= value <= hi else Quality.OUT_OF_RANGE
         self._reading(cols, ts, self._stream(route, quantity), value, quality)
@@ -346,13 +315,16 @@ class MqttSource:
         assert isinstance(msg, Pvt)
         self._fresh(route, msg.seq)
         cols = self._hist if msg.hist else self._live
-        cols.fix_ts.append(msg.ts * 1_000_000)
-        cols.fix_vehicle.append(route.vid)
-        cols.fix_lat.append(msg.lat)
-        cols.fix_lon.append(msg.lon)
-        cols.fix_speed.append(NAN if msg.speed_kmh is None else msg.speed_kmh / KMH_PER_MS)
-        cols.fix_heading.append(NAN if msg.heading is None else msg.heading)
-        cols.fix.append(msg.fix)
+        speed, heading = msg.speed_kmh, msg.heading
+        cols.fixes_buf += _pack_fix(
+            msg.ts * 1_000_000,
+            route.vid,
+            msg.lat,
+            msg.lon,
+            NAN if speed is None else speed / KMH_PER_MS,
+            NAN if heading is None else heading,
+            msg.fix,
+        )
 
     def _can(self, route: _Route, payload: bytes, now: int) -> None:
         msg = check("can", payload, route.vehicle, now, self._limits)
@@ -439,13 +411,15 @@ class MqttSource:
             raise PayloadError("duplicate", f"frame number {packet.frame_number} already received")
         ts = packet.ts_ns
         cols = self._live if packet.live else self._hist
-        cols.fix_ts.append(ts)
-        cols.fix_vehicle.append(route.vid)
-        cols.fix_lat.append(packet.lat)
-        cols.fix_lon.append(packet.lon)
-        cols.fix_speed.append(packet.speed_kmh / KMH_PER_MS)
-        cols.fix_heading.append(packet.heading)
-        cols.fix.append(3 if packet.gps_fix else 0)
+        cols.fixes_buf += _pack_fix(
+            ts,
+            route.vid,
+            packet.lat,
+            packet.lon,
+            packet.speed_kmh / KMH_PER_MS,
+            packet.heading,
+            3 if packet.gps_fix else 0,
+        )
         self._reading(cols, ts, self._stream(route, "main_v"), packet.main_v, 0)
         self._reading(cols, ts, self._stream(route, "unit_battery_v"), packet.battery_v, 0)
         self._reading(cols, ts, self._stream(route, "gsm_csq"), float(packet.gsm_signal), 0)
