@@ -534,6 +534,24 @@ class PostgresSink:
         if self._mode != "postgres" or time.monotonic() - self._last_prune < _PRUNE_EVERY_S:
             return
         self._last_prune = time.monotonic()
+        await self._prune(conn)
+
+    async def prune(self) -> int:
+        """Plain PostgreSQL mode: delete rows past their retention now; the
+        number deleted. (TimescaleDB mode: its retention policies do this.)"""
+        if self._pool is None:
+            raise SinkUnavailable("the PostgreSQL sink is not open")
+        try:
+            async with self._pool.connection() as conn:
+                if self._mode is None:
+                    self._mode = await self._read_mode(conn)
+                if self._mode != "postgres":
+                    return 0
+                return await self._prune(conn)
+        except (PoolTimeout, psycopg.Error) as err:
+            raise SinkUnavailable(f"prune failed: {err}") from err
+
+    async def _prune(self, conn: psycopg.AsyncConnection[Any]) -> int:
         r = self.retention
 
         def days(n: int) -> dt.timedelta | None:
@@ -550,8 +568,10 @@ class PostgresSink:
                 ),
             )
             row = await cur.fetchone()
-        if row and row[0]:
-            log.info("db.pruned", rows=int(row[0]))
+        gone = int(row[0]) if row and row[0] else 0
+        if gone:
+            log.info("db.pruned", rows=gone)
+        return gone
 
     # -- inspection ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from gateway.batch import NS_PER_S, AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
-from gateway.db.settings import PostgresSettings, SecretError
+from gateway.db.settings import PostgresSettings, RetentionSettings, SecretError
 from gateway.events import Alert, Event, Reject, Severity
 from gateway.sinks.base import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
@@ -235,3 +236,25 @@ def test_password_comes_from_env_or_file_never_the_dsn(
         dsn="postgresql://gw@db/gateway", password_file=str(tmp_path / "pw")
     )
     assert "password=from-file" in from_file.conninfo()
+
+
+async def test_plain_mode_prunes_rows_past_their_retention(pg_dsn: str) -> None:
+    await migrate(pg_dsn)
+    s = PostgresSink(
+        pg_dsn, registry(), "gw", retention=RetentionSettings(readings_days=30, rejects_days=0)
+    )
+    await s.open()
+    try:
+        now = time.time_ns()
+        old, new = now - 40 * 86_400 * NS_PER_S, now - 86_400 * NS_PER_S
+        await s.write(
+            Bundle(
+                readings=ReadingBatch.of([old, new], [0, 0], [1.0, 2.0]),
+                rejects=(Reject(old, "mqtt:x", "bad_json"),),
+            )
+        )
+        assert await s.prune() == 1
+    finally:
+        await s.close()
+    assert query(pg_dsn, "SELECT value FROM readings") == [(2.0,)]
+    assert query(pg_dsn, "SELECT count(*) FROM rejects") == [(1,)], "rejects_days=0 keeps them"
