@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from gateway.batch import NS_PER_S, AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
@@ -258,3 +260,42 @@ async def test_plain_mode_prunes_rows_past_their_retention(pg_dsn: str) -> None:
         await s.close()
     assert query(pg_dsn, "SELECT value FROM readings") == [(2.0,)]
     assert query(pg_dsn, "SELECT count(*) FROM rejects") == [(1,)], "rejects_days=0 keeps them"
+
+
+async def test_a_gateway_writer_login_can_write_everything_and_no_more(pg_dsn: str) -> None:
+    await migrate(pg_dsn)
+    user = f"gw_test_writer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE gateway_writer')
+    try:
+        dsn = make_conninfo(pg_dsn, user=user)
+        s = PostgresSink(dsn, registry(), "gw-roles")
+        await s.open()
+        try:
+            minute = 60 * NS_PER_S
+            aggregates = AggregateBatch(*(np.array([v], d) for v, d in zip(
+                [T0 - T0 % minute, 0, 60, 1.0, 2.0, 1.5, 90.0, 2.0],
+                AggregateBatch.DTYPES.values(), strict=True,
+            )))  # fmt: skip
+            alert = Alert("leak", "dma-07", Severity.WARNING, T0)
+            bundle = Bundle(
+                readings=readings(10),
+                aggregates=aggregates,
+                alerts=(alert,),
+                events=(Event(T0, "dma-07", "tamper"),),
+                rejects=(Reject(T0, "mqtt:x", "bad_json"),),
+            )
+            await s.write(bundle)
+            await s.write(Bundle(readings=readings(10), alerts=(alert.clear(T0 + 1),)))
+            # T0 is a year back: the writer may prune (SECURITY DEFINER) what retention allows
+            assert await s.prune() == 11  # 10 readings and the reject; aggregates keep 2 years
+        finally:
+            await s.close()
+        with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM readings")
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{user}"')
+            conn.execute(f'DROP ROLE "{user}"')
+    assert query(pg_dsn, "SELECT state FROM alerts") == [("cleared",)]
+    assert query(pg_dsn, "SELECT count FROM aggregates_15m") == [(60,)]
