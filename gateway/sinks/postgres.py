@@ -268,7 +268,7 @@ class PostgresSink:
         except TimeoutError as err:
             raise SinkUnavailable(f"write took longer than {self.write_timeout} s") from err
         except PoolTimeout as err:
-            raise SinkUnavailable(f"no database connection: {err}") from err
+            raise SinkUnavailable(f"no database connection: {await self._diagnose(err)}") from err
         except (psycopg.DataError, psycopg.IntegrityError) as err:
             raise SinkRejected(f"PostgreSQL refused the bundle: {err}") from err
         except psycopg.errors.UndefinedTable as err:
@@ -280,6 +280,18 @@ class PostgresSink:
             # queued until the cause is fixed rather than being dropped
             raise SinkUnavailable(f"PostgreSQL write failed: {err}") from err
         self.stats.bundles += 1
+
+    async def _diagnose(self, timeout: PoolTimeout) -> str:
+        """Why the pool has no connection: one direct attempt, so the log says
+        'SSL error: certificate verify failed' rather than only 'timed out'."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=max(1, round(self.connect_timeout))
+            )
+        except psycopg.Error as err:
+            return str(err).removeprefix("connection failed: ").strip()
+        await conn.close()
+        return str(timeout)
 
     async def _write(self, pool: AsyncConnectionPool, bundle: Bundle) -> None:
         async with pool.connection() as conn:
