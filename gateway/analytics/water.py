@@ -137,6 +137,7 @@ class WaterDetectors:
         # per DMA, spans (from, until) in which an inflow meter was stuck or silent: leak and
         # burst scores there are the meter's fault, not the network's
         self._suspect: list[list[tuple[int, float]]] = [[] for _ in self.dmas]
+        self._level_score = np.zeros(max(len(self.dmas), 1))  # latest inflow-level score
         self._watermark = 0  # newest data time seen in any DMA stream
         self._first = 0
         self._build_matrices()
@@ -330,7 +331,8 @@ class WaterDetectors:
         inflow_local = self._q_w[dma] > 0
         reverse = (np.nan_to_num(vals, nan=0.0) < -self.settings.reverse_flow_lps) & inflow_local
         alerts: list[Alert] = []
-        for k in np.flatnonzero(hot | reverse.any(axis=1)):
+        level = np.isfinite(out[:, wk.O_IC])  # tracked for every bin, hot or not
+        for k in np.flatnonzero(hot | level | reverse.any(axis=1)):
             alerts += self._minute_row(
                 int(dma[k]), int(minute[k]), vals=vals[k], o=out[k], oi=outi[k], reverse=reverse[k]
             )
@@ -371,6 +373,8 @@ class WaterDetectors:
                 evidence=ev,
                 message=f"sudden inflow step or pressure drop in {name}",
             )
+        if np.isfinite(o[wk.O_IC]):
+            self._level_score[d] = o[wk.O_IC]
         if o[wk.O_IC] > 0:
             alerts += obs(
                 "leak",
@@ -402,11 +406,13 @@ class WaterDetectors:
                 message=f"inflow to {name} above its usual profile",
             )
         if o[wk.O_MNF] > 0:
+            # a higher night flow alone may be a warm night or new customers; it opens a
+            # leak only when the day's inflow level agrees (a leak adds flow day and night)
             alerts += obs(
                 "leak",
                 name,
                 at,
-                float(o[wk.O_MNF]),
+                min(float(o[wk.O_MNF]), self._level_score[d] + 0.25),
                 magnitude=float(o[wk.O_MNF_MAG]),
                 started_at=int(oi[wk.OI_MNF_START]),
                 evidence={

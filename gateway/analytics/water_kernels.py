@@ -619,7 +619,7 @@ class StepState:
         self.mb = np.full((n_dma, MB_RING), np.nan)
         self.mbn = np.zeros(n_dma, np.int64)
         # the last day of bins (flow, profile) and the daily history of the fitted intercept
-        self.ic = np.full((n_dma, 2, ndb), np.nan)
+        self.ic = np.full((n_dma, 3, ndb), np.nan)  # flow, profile, local day
         self.ich = np.full((n_dma, night_hist), np.nan)
         self.ichn = np.zeros(n_dma, np.int64)
 
@@ -1100,32 +1100,51 @@ def _close_bin(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _intercept(d, slot, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k):  # type: ignore[no-untyped-def]
-    """Fit flow = a * profile + L over the last day of bins. Weather and demand
-    shifts scale the profile (a); a leak adds a constant (L), at night as by day."""
+    """Fit flow = a_day * profile + L over the last day of bins, one scale a per local
+    day. Weather and demand shifts scale the profile; a leak adds a constant L, at night
+    as by day. A day's scale is fitted once it has 8 hours of bins; before that its bins
+    are left out, since night bins alone cannot tell a scale from a constant."""
     ndb = ic.shape[2]
+    day = float(bin_end // NS_PER_MIN - 1 + np.int64(p[Q_TZ_MIN])) // 1440
     ic[d, 0, slot] = x
     ic[d, 1, slot] = med
-    n = 0
-    sx = 0.0
-    sm = 0.0
-    smm = 0.0
-    smx = 0.0
+    ic[d, 2, slot] = day
+    # sums per part: 0 = today, 1 = earlier
+    n = np.zeros(2)
+    sx = np.zeros(2)
+    sm = np.zeros(2)
+    smm = np.zeros(2)
+    smx = np.zeros(2)
     for b in range(ndb):
         xv = ic[d, 0, b]
         mv = ic[d, 1, b]
         if np.isfinite(xv) and np.isfinite(mv):
-            n += 1
-            sx += xv
-            sm += mv
-            smm += mv * mv
-            smx += mv * xv
-    if n < 0.75 * ndb:
+            part = 0 if ic[d, 2, b] == day else 1
+            n[part] += 1
+            sx[part] += xv
+            sm[part] += mv
+            smm[part] += mv * mv
+            smx[part] += mv * xv
+    short = ndb // 3
+    if n[0] < short:  # today's scale is not known yet: fit the earlier part alone
+        n[0] = sx[0] = sm[0] = smm[0] = smx[0] = 0.0
+    if n[1] < short:
+        n[1] = sx[1] = sm[1] = smm[1] = smx[1] = 0.0
+    total = n[0] + n[1]
+    if total < 0.5 * ndb:
         return
-    den = n * smm - sm * sm
-    if den <= 1e-12 * n * n * max(smm, 1e-12):
+    # normal equations with a scale per part: L = (Sx - sum Sm*Smx/Smm) / (n - sum Sm^2/Smm)
+    num = sx[0] + sx[1]
+    den = total
+    for part in range(2):
+        if n[part] > 0:
+            if smm[part] <= 0:
+                return
+            num -= sm[part] * smx[part] / smm[part]
+            den -= sm[part] * sm[part] / smm[part]
+    if den <= 1e-9 * total:
         return
-    a = (n * smx - sm * sx) / den
-    level = (sx - a * sm) / n
+    level = num / den
     cnt = ichn[d]
     size = ich.shape[1]
     alarm = False

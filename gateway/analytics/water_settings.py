@@ -104,7 +104,7 @@ class WaterSettings:
         default=0.02, metadata=_help("noise floor of the daily leak level, x mean inflow")
     )
     intercept_z: float = _field(
-        default=4.0, metadata=_help("leak level above its history, in noise units, scoring 0.5")
+        default=2.5, metadata=_help("leak level above its history, in noise units, scoring 0.5")
     )
     relearn_days: float = _field(
         default=3.0, metadata=_help("days of alarm after which the new level is learned")
