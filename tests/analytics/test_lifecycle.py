@@ -90,3 +90,17 @@ def test_nan_score_is_ignored_and_kinds_have_their_own_policy() -> None:
 def test_policy_rejects_inverted_thresholds() -> None:
     with pytest.raises(ValueError):
         KindPolicy(open_score=0.3, clear_score=0.5)
+
+
+def test_held_alerts_outlive_the_hold_time_and_subkeys_keep_conditions_apart() -> None:
+    t = tracker()
+    [stuck] = t.observe("sensor_fault", "dma-01/inlet/flow_lps", 0, 0.8, subkey="stuck", held=True)
+    [spike] = t.observe("sensor_fault", "dma-01/inlet/flow_lps", 0, 0.8, subkey="spike")
+    assert stuck.id != spike.id
+    assert stuck.id == alert_id("sensor_fault", "dma-01/inlet/flow_lps|stuck", 0)
+    [expired] = t.expire(3600 * S)  # only the spike: the stuck value has a known end
+    assert expired.id == spike.id
+    assert t.get("sensor_fault", "dma-01/inlet/flow_lps", "stuck") is not None
+    [cleared] = t.clear("sensor_fault", "dma-01/inlet/flow_lps", 7200 * S, subkey="stuck")
+    assert cleared.cleared_at == 7200 * S and len(t) == 0
+    assert t.clear("sensor_fault", "dma-01/inlet/flow_lps", 7300 * S, subkey="stuck") == []
