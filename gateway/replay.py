@@ -10,6 +10,10 @@ seconds (`1767225600.25`); rows are sorted by ts. `value` is a number (`nan`
 and `inf` are values, judged by the detectors, not bad rows); `quality` is the
 `gateway.batch.Quality` bits, 0 when absent. `stream` is `<asset>/<quantity>`.
 
+Config TOML: the gateway's `[[dma]]` tables and optional `[water]` table (see
+`gateway.analytics.water_settings`); other sections are ignored here. With no
+`[[dma]]` only `--scores-out` has anything to say (e.g. for a NAB file).
+
     CSV --parse (vectorised)--> ReadingBatch --batches of --batch-rows--> WaterDetectors
                                       |                                       | alerts
                                       +--> AnomalyDetector --> --scores-out   v
@@ -464,7 +468,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "replay",
         help="run recorded readings through the detectors",
-        description=(__doc__ or "").split("\n\n", 1)[0],
+        description=__doc__,  # the whole contract: formats, outputs, bad rows
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
