@@ -151,7 +151,7 @@ def test_j1939_decodes_or_names_a_reason(frames: list[tuple[int, bytes]]) -> Non
         assert err.reason
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     topic=st.sampled_from(
         ["pmpml/v1/B1/" + k for k in [*KINDS, "ais140"]] + ["pmpml/v1/x/y/z", "junk"]
