@@ -23,7 +23,7 @@ Two modes, each at QoS 0 and QoS 1, with MQTT 3.1.1 and 5:
   published while it is away (the broker queues them), then it connects and
   drains the backlog with nothing else running: the subscriber's own capacity.
 
-RSS is the subscriber process's peak (ru_maxrss) and its RSS at the end. The
+RSS is the subscriber process's peak (VmHWM) and its RSS at the end. The
 broker settings are printed with the results. A last run keeps Mosquitto's
 default `max_queued_messages` (1,000) with two publishers at QoS 0, and reports
 the loss next to the gaps the gateway counted from the units' sequence numbers.
@@ -41,7 +41,6 @@ import contextlib
 import json
 import os
 import pickle
-import resource
 import shutil
 import socket
 import statistics
@@ -77,7 +76,13 @@ def rss_now_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """VmHWM: the peak of this process image (ru_maxrss would carry the parent's over
+    fork + exec, i.e. the orchestrator's)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def paho_client(client_id: str, protocol: str, resume: bool) -> tuple[object, dict[str, object]]:

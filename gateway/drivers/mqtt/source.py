@@ -216,15 +216,20 @@ class MqttSource:
         self._full = asyncio.Event()
         self.client = MqttClient(self.settings.broker, self.topics, self.handle)
         flush_s = self.settings.flush_ms / 1000
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.client.run(), name=f"{self.name}:client")
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), flush_s)
-                self._full.clear()
-                for bundle in self.take():
-                    await emit(bundle)
-                self.client.resume()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.client.run(), name=f"{self.name}:client")
+                while True:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), flush_s)
+                    self._full.clear()
+                    for bundle in self.take():
+                        await emit(bundle)
+                    self.client.resume()
+        finally:
+            # on stop, what was decoded (and acknowledged to the broker) still goes out
+            for bundle in self.take():
+                await emit(bundle)
 
     # -- decoding (synchronous; called by the client for each message) ------------------
 

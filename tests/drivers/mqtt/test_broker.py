@@ -318,3 +318,32 @@ def test_auto_falls_back_to_mqtt_311_when_the_broker_refuses_5(broker: Mosquitto
         assert sorted(got.rows) == sorted(identities(messages))
 
     asyncio.run(scenario())
+
+
+def test_stopping_the_source_emits_what_it_already_decoded(mqtt_prefix: str) -> None:
+    """Against the shared Mosquitto: messages acknowledged to the broker but not yet
+    flushed when the source is cancelled are emitted on the way out, not dropped."""
+    messages = pvt_messages(
+        mqtt_prefix, buses=4, per_bus=25, base_ms=int(time.time() * 1000) - 60_000
+    )
+
+    async def scenario() -> None:
+        registry = StreamRegistry()
+        mqtt = MqttSettings(client_id=f"gw-{mqtt_prefix}", clean_start=True, session_expiry_s=0)
+        settings = MqttSourceSettings(broker=mqtt, prefix=mqtt_prefix, flush_ms=60_000)
+        source = MqttSource(settings, registry)
+        got = Collector(registry)
+        task = asyncio.create_task(source.run(got.emit))
+        await until(lambda: connected(source), 5)
+        await asyncio.sleep(0.3)
+        publisher = BusPublisher(BrokerTarget(client_id=f"pub-{mqtt_prefix}"))
+        publisher.start()
+        publisher.publish(messages)
+        assert publisher.flush(10)
+        publisher.close()
+        await until(lambda: source.stats.messages >= len(messages), 10)
+        assert got.rows == []  # nothing flushed yet: flush_ms is a minute
+        await stop(task)
+        assert sorted(got.rows) == sorted(identities(messages))
+
+    asyncio.run(scenario())
