@@ -60,7 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--duration", type=float, default=0.0, help="sim seconds to run; 0: until Ctrl-C"
     )
     parser.add_argument(
-        "--start", default="", help="sim start time, ISO 8601 (default: see epilog)"
+        "--start",
+        default="",
+        help="sim start, ISO 8601 (default: now; with --speed other than 1 and a "
+        "--duration, early enough that the run ends at now)",
     )
     parser.add_argument(
         "--replay-avl",
@@ -88,6 +91,12 @@ def _start_ms(args: argparse.Namespace) -> int:
             stamp = stamp.replace(tzinfo=dt.UTC)
         return int(stamp.timestamp() * 1000)
     now = int(time.time() * 1000)
+    if args.duration <= 0 and args.speed > 1.0:
+        print(
+            "gateway sim buses: faster than real time with no --duration: timestamps will run "
+            "ahead of the clock, and a gateway refuses them beyond max_future_s",
+            file=sys.stderr,
+        )
     if args.duration > 0 and args.speed != 1.0:
         # end the run stamped 'now', so no message is ahead of a gateway's clock
         real = 0.0 if args.speed == 0 else args.duration / args.speed
