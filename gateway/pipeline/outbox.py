@@ -533,6 +533,9 @@ class Outbox:
         try:
             async with self._lock:
                 bodies, bad = await asyncio.to_thread(self._read, seqs)
+        except sqlite3.Error as err:
+            self._leased = []
+            raise OutboxError(f"cannot read the outbox {self.path}: {err}") from err
         except BaseException:
             self._leased = []
             raise
@@ -637,8 +640,11 @@ class Outbox:
         seqs, self._leased = self._leased, []
         if not seqs:
             return
-        async with self._lock:
-            await asyncio.to_thread(self._delete, seqs)
+        try:
+            async with self._lock:
+                await asyncio.to_thread(self._delete, seqs)
+        except sqlite3.Error as err:
+            raise OutboxError(f"cannot update the outbox {self.path}: {err}") from err
         async with self._cond:
             for seq in seqs:
                 gone = self._index.pop(seq, None)
