@@ -232,7 +232,9 @@ class WaterDetectors:
         slot_ptr, slot_list = lay.stream_index(max(len(self.registry), int(r.stream.max()) + 1))
         self._step_p[wk.Q_TZ_MIN] = self._tz_minutes(int(r.ts[-1]))
         n_dma = len(self.dmas)
-        cap = max(4096, (wk.N_SF + 8) * n_dma)
+        # the kernel reserves room for a full catch-up of every DMA per row
+        gap_reset = int(self._ingest_p[wk.P_GAP_RESET_MIN])
+        cap = max(4096, 2 * (gap_reset + self.settings.grace_minutes + 3) * n_dma)
         alerts: list[Alert] = []
         start = 0
         while start < len(r):

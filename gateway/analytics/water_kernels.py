@@ -204,10 +204,16 @@ def ingest_rows(  # type: ignore[no-untyped-def]
     grace = np.int64(params[P_GRACE_MIN])
     gap_reset = np.int64(params[P_GAP_RESET_MIN])
     jump = np.int64(params[P_CLOCK_JUMP_MIN]) * NS_PER_MIN
+    fan = 1
+    for sid in range(n_streams):
+        fan = max(fan, slot_ptr[sid + 1] - slot_ptr[sid])
+    reserve_out = (gap_reset + grace + 3) * (dma_ptr.shape[0] - 1)
+    reserve_ev = 4 * fan + 4
     i = start
     while i < n:
-        # room for the worst case of this row: every DMA emits grace+2 rows, every slot 2 events
-        if n_out + (grace + 2) * (dma_ptr.shape[0] - 1) > cap_out or n_ev + 8 > cap_ev:
+        # room for the worst case of this row, so a minute is never emitted in pieces:
+        # every DMA catches up gap_reset + grace + 2 minutes, every slot emits 4 events
+        if n_out + reserve_out > cap_out or n_ev + reserve_ev > cap_ev:
             break
         sid = stream[i]
         if sid < 0 or sid >= n_streams:

@@ -175,3 +175,17 @@ def test_unknown_streams_and_empty_batches_are_ignored() -> None:
     b = ReadingBatch.of([T0 * NS, (T0 + 60) * NS], [other, other], [90.0, 91.0])
     out = det.process(Bundle(readings=b))
     assert out.alerts == () and len(out.readings) == 2
+
+
+def test_gap_of_hours_same_result_whatever_the_batch_size() -> None:
+    reg = StreamRegistry()
+    b = dma_batch(reg, 3)
+    day = (b.ts // NS - T0) / 86_400
+    gapped = b[(day < 1.2) | (day >= 1.4)]  # 4.8 h of silence: below the 6 h reset
+    results = []
+    for rows in (len(gapped), 7):
+        alerts, det = run(gapped, reg, rows=rows)
+        latest = {a.id: a.to_dict() for a in alerts}
+        results.append((latest, det.counters.tolist(), det._step.f.tolist()))
+    assert results[0][0], "expected dropout alerts to compare"
+    assert results[0] == results[1]
