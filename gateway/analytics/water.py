@@ -315,3 +315,16 @@ class WaterDetectors:
             dma, minute, gap, q, pres, self._n_pres, c, self._step_p, *st.arrays(), out, outi
         )
         return self._alerts.minute_alerts(dma, minute, vals, out, outi)
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) the water kernels, once at start."""
+    registry = StreamRegistry()
+    dma = DmaSettings("warm-up", inflow=("warm-up/inlet/flow_lps",),
+                      pressure=("warm-up/inlet/pressure_m",))  # fmt: skip
+    detectors = WaterDetectors(registry, [dma])
+    ids = [registry.id_of(n) for n in dma.streams()]
+    n = 10
+    ts = np.repeat(np.arange(n, dtype=np.int64) * NS_PER_MIN, len(ids))
+    value = np.tile(np.asarray([1.0, 40.0]), n)
+    detectors.process(Bundle(readings=ReadingBatch.of(ts, np.tile(ids, n), value)))

@@ -237,3 +237,9 @@ def test_process_adds_one_minute_aggregates_and_keeps_the_bundle() -> None:
     assert agg.mean[sel][0] == pytest.approx(first.mean())
     assert agg.min[sel][0] == first.min() and agg.max[sel][0] == first.max()
     assert agg.last[sel][0] == first[-1]
+
+
+def test_warm_up_compiles_the_kernels() -> None:
+    from gateway.analytics import water  # noqa: PLC0415
+
+    water.warm_up()  # raises if a kernel does not compile for the pinned dtypes
