@@ -243,3 +243,41 @@ def test_warm_up_compiles_the_kernels() -> None:
     from gateway.analytics import water  # noqa: PLC0415
 
     water.warm_up()  # raises if a kernel does not compile for the pinned dtypes
+
+
+_SCRIPT = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_water import DMA, P_IN, P_1, dma_series, final, readings, run
+from gateway.streams import StreamRegistry
+reg = StreamRegistry()
+ts, s = dma_series(6, seed=12)
+s[P_IN][1000:1200] = s[P_IN][1000]
+s[P_1][2000] += 25.0
+alerts, det = run(readings(reg, ts, s), reg, rows=5000)
+out = sorted((a.id, a.state.value, a.opened_at, a.cleared_at) for a in final(alerts).values())
+print(json.dumps([out, det.counters.tolist()]))
+"""
+
+
+def test_kernels_give_the_same_alerts_without_jit() -> None:
+    """The kernels as plain Python (NUMBA_DISABLE_JIT=1, for coverage) agree with numba."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    here = Path(__file__).resolve().parent
+    script = _SCRIPT.format(tests=str(here))
+    outs = []
+    for jit_off in ("0", "1"):
+        env = {**os.environ, "NUMBA_DISABLE_JIT": jit_off}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+            cwd=here.parents[1], timeout=240,
+        )  # fmt: skip
+        outs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert outs[0][0], "expected alerts to compare"
+    assert outs[0] == outs[1]
