@@ -7,17 +7,20 @@ one numba loop scores a whole batch, so splitting a batch anywhere gives the sam
 scores.
 
     value ──► slow level + scale (EWMA, innovations clipped at `clip` scales)
-          ──► z terms, each in "scales":          point   |x - level|
-                                                  shift   fast level vs slow level
-                                                  scale   fast vs slow deviation (noisier)
-                                                  calm    slow vs fast deviation (quieter)
-                                                  diff    step size vs usual step
-                                                  range   beyond the highest/lowest seen
-                                                  season  vs this time of day's median
+          ──► z terms, each in "scales" (weight 0 = off; defaults in brackets):
+                point   |x - level|                                   [off]
+                shift   fast level vs slow level                      [off]
+                scale   fast deviation / slow deviation - 1 (noisier) [0.9]
+                calm    slow deviation / fast deviation - 1 (quieter) [1.2]
+                mid     both of those at a medium memory              [0.5]
+                diff    step size vs the usual step                   [off]
+                range   beyond the highest/lowest value seen          [3.0]
+                season  vs this time of day's (or week's) median      [off]
           ──► r = (max of weighted z)^2, smoothed: r_short
-          ──► against q, an online high quantile of r_short for this stream (at least 0.5):
-              score = min(1, 2 (r_short - q) / (r_short + q)), 0 when r_short <= q
-          ──► after a score >= `alarm`, `hold` samples are capped at `hold_cap`
+          ──► against q, an online high quantile (q_level) of r_short for this
+              stream, floored at 0.5: score = min(1, 2 (r_short - q) / (r_short + q)),
+              0 when r_short <= q
+          ──► after a score >= `alarm`, the next `hold` samples are capped at `hold_cap`
 
 Comparing against the stream's own running quantile is what makes one threshold
 work across streams as different as Twitter volumes and a flat CPU metric: a
@@ -73,7 +76,8 @@ _PREV = 9  # previous value (NaN after a gap reset)
 _DIFF_SCALE = 10  # mean absolute first difference
 _HI = 11  # highest value seen (optionally decaying toward the level)
 _LO = 12  # lowest value seen
-N_STATE = 13
+_MID_DEV = 13  # mean absolute deviation from the slow level, medium memory
+N_STATE = 14
 
 # Parameter vector (float64[N_PARAMS]) built by AnomalySettings.vector().
 P_ALPHA_SLOW = 0
@@ -100,7 +104,9 @@ P_RANGE_DECAY = 20
 P_W_SEASON = 21
 P_SEASON_NS = 22
 P_SEASON_MAX_N = 23
-N_PARAMS = 24
+P_ALPHA_MID = 24
+P_W_MID = 25
+N_PARAMS = 26
 
 
 def _field(default: T, help_: str) -> T:
@@ -113,41 +119,50 @@ class AnomalySettings:
     """Knobs of the generic detector. One set serves every stream; the defaults were
     tuned once on the whole NAB corpus (`python -m bench.nab run`), never per file."""
 
-    alpha_slow: float = _field(0.005, "EWMA weight of the slow level and scale")
+    alpha_slow: float = _field(0.002, "EWMA weight of the slow level and scale")
     alpha_fast: float = _field(0.05, "EWMA weight of the fast level and deviation")
-    clip: float = _field(6.0, "innovations beyond this many scales are clipped when learning")
-    alpha_r: float = _field(0.3, "EWMA weight of the recent surprise")
-    q_level: float = _field(0.985, "quantile of the recent surprise taken as normal")
-    q_rate: float = _field(0.01, "learning rate of that quantile, relative to its size")
-    warmup: int = _field(200, "samples learned before any score above 0")
-    alarm: float = _field(0.3, "score at which the damping starts")
-    hold: int = _field(50, "samples damped after an alarm")
+    clip: float = _field(8.0, "innovations beyond this many scales are clipped when learning")
+    alpha_r: float = _field(0.4, "EWMA weight of the recent surprise")
+    q_level: float = _field(0.98, "quantile of the recent surprise taken as normal")
+    q_rate: float = _field(0.02, "learning rate of that quantile, relative to its size")
+    warmup: int = _field(150, "samples learned before any score above 0")
+    alarm: float = _field(0.4, "score at which the damping starts")
+    hold: int = _field(40, "samples damped after an alarm")
     hold_cap: float = _field(0.0, "the highest score while damped")
     gap_reset_s: float = _field(86_400.0, "a gap longer than this (s) resets short-term state")
     gap_factor: float = _field(50.0, "...when also this many times the typical interval")
     rewarm: int = _field(30, "samples scored 0 after a gap reset")
     w_point: float = _field(0.0, "weight of the point term")
     w_shift: float = _field(0.0, "weight of the level-shift term")
-    w_scale: float = _field(0.85, "weight of the scale-rise term")
-    w_calm: float = _field(1.0, "weight of the scale-drop term")
+    w_scale: float = _field(0.9, "weight of the scale-rise term")
+    w_calm: float = _field(1.2, "weight of the scale-drop term")
+    alpha_mid: float = _field(0.0125, "EWMA weight of the medium-memory deviation")
+    w_mid: float = _field(0.5, "weight of the medium-memory scale-rise and scale-drop terms")
     w_diff: float = _field(0.0, "weight of the step-size term")
     w_range: float = _field(3.0, "weight of the beyond-range term")
     range_tol: float = _field(0.05, "excess over the range seen, as a fraction of it, = z 3")
     range_decay: float = _field(0.0, "per-sample decay of the range toward the level")
-    w_season: float = _field(0.0, "weight of the time-of-day term")
-    season_bins: int = _field(0, "time-of-day bins per day; 0 turns the term off")
-    season_max_n: float = _field(20.0, "memory of each time-of-day bin, in days")
+    w_season: float = _field(0.0, "weight of the time-of-day (or of-week) term")
+    season_days: int = _field(1, "the season: 1 (time of day) or 7 (time of week)")
+    season_bins: int = _field(0, "bins per season; 0 turns the term off")
+    season_max_n: float = _field(20.0, "memory of each bin, in samples")
 
     def __post_init__(self) -> None:
-        for name in ("alpha_slow", "alpha_fast", "alpha_r", "q_rate"):
+        for name in ("alpha_slow", "alpha_fast", "alpha_mid", "alpha_r", "q_rate"):
             a = getattr(self, name)
             if not 0.0 < a <= 1.0:
                 raise ValueError(f"anomaly.{name} must be in (0, 1], got {a}")
         if not 0.0 < self.q_level < 1.0:
             raise ValueError(f"anomaly.q_level must be in (0, 1), got {self.q_level}")
-        if self.season_bins < 0 or (self.season_bins and 86_400 % self.season_bins):
+        period = 86_400 * self.season_days
+        if (
+            self.season_days < 1
+            or self.season_bins < 0
+            or (self.season_bins and period % self.season_bins)
+        ):
             raise ValueError(
-                f"anomaly.season_bins must be 0 or divide 86400 (s per day), got {self.season_bins}"
+                f"anomaly.season_bins must be 0 or divide {period} (s per season), "
+                f"got {self.season_bins}"
             )
         if self.range_tol <= 0.0:
             raise ValueError(f"anomaly.range_tol must be > 0, got {self.range_tol}")
@@ -180,8 +195,11 @@ class AnomalySettings:
         p[P_RANGE_TOL] = self.range_tol
         p[P_RANGE_DECAY] = self.range_decay
         p[P_W_SEASON] = self.w_season
-        p[P_SEASON_NS] = 86_400 * NS_PER_S // self.season_bins if self.season_bins else 0
+        period_ns = 86_400 * NS_PER_S * self.season_days
+        p[P_SEASON_NS] = period_ns // self.season_bins if self.season_bins else 0
         p[P_SEASON_MAX_N] = self.season_max_n
+        p[P_ALPHA_MID] = self.alpha_mid
+        p[P_W_MID] = self.w_mid
         return p
 
 
@@ -199,6 +217,7 @@ def _first_sample(st: F64, s: int, x: float) -> None:
 def _gap_reset(st: F64, s: int, warmup: float, rewarm: float) -> None:
     st[s, _FAST] = st[s, _LEVEL]
     st[s, _FAST_DEV] = st[s, _SCALE]
+    st[s, _MID_DEV] = st[s, _SCALE]
     st[s, _R_SHORT] = 0.0
     st[s, _HOLD] = 0.0
     st[s, _PREV] = np.nan
@@ -266,6 +285,7 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
         # --- z terms, all from the state before this sample
         fast = st[s, _FAST] + a_fast * (x - st[s, _FAST])
         fdev = st[s, _FAST_DEV] + a_fast * (min(abs(dev), clip * sigma) - st[s, _FAST_DEV])
+        mdev = st[s, _MID_DEV] + p[P_ALPHA_MID] * (min(abs(dev), clip * sigma) - st[s, _MID_DEV])
         hi = st[s, _HI]
         lo = st[s, _LO]
         excess = max(x - hi, lo - x, 0.0) / max(hi - lo, floor)
@@ -274,6 +294,8 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
             p[P_W_SHIFT] * abs(fast - level) / (sigma * shift_sd),
             p[P_W_SCALE] * (fdev / scale - 1.0),
             p[P_W_CALM] * (scale / max(fdev, floor) - 1.0),
+            p[P_W_MID] * (mdev / scale - 1.0),
+            p[P_W_MID] * (scale / max(mdev, floor) - 1.0),
             p[P_W_RANGE] * 3.0 * excess / p[P_RANGE_TOL],
         )
         diff = abs(x - st[s, _PREV])
@@ -313,6 +335,7 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
         st[s, _SCALE] = st[s, _SCALE] + a * (min(abs(dev), clip * sigma) - st[s, _SCALE])
         st[s, _FAST] = fast
         st[s, _FAST_DEV] = fdev
+        st[s, _MID_DEV] = mdev
         if np.isfinite(diff):
             ds = st[s, _DIFF_SCALE]
             st[s, _DIFF_SCALE] = ds + a * (min(diff, clip * 1.25 * max(ds, floor)) - ds)
