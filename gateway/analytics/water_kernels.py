@@ -617,8 +617,6 @@ class StepState:
         # time of day, for weekdays and weekend days apart (the fallback of time of week)
         self.dy = np.full((n_dma, 2 * ndb, hist), np.nan)
         self.dyn = np.zeros((n_dma, 2 * ndb), np.int64)
-        self.dp = np.full((n_dma, MAXP, ndb, hist), np.nan)
-        self.dpn = np.zeros((n_dma, MAXP, ndb), np.int64)
         self.sdp = np.zeros((n_dma, MAXP, 2))  # two-sided CUSUM of the gradient residual
         self.night = np.full((n_dma, 2, night_hist), np.nan)  # weekday and weekend nights
         self.nightn = np.zeros((n_dma, 2), np.int64)
@@ -626,6 +624,9 @@ class StepState:
         self.mbn = np.zeros(n_dma, np.int64)
         # the last day of bins (flow, profile) and the daily history of the fitted intercept
         self.ic = np.full((n_dma, 3, ndb), np.nan)  # flow, profile, local day
+        # per pressure point, EWMA sums of the fit loss = c + k * flow^1.85: w, x, y, xx, xy,
+        # residual variance, bins seen
+        self.grad = np.zeros((n_dma, MAXP, 7))
         self.ich = np.full((n_dma, night_hist), np.nan)
         self.ichn = np.zeros(n_dma, np.int64)
 
@@ -641,8 +642,6 @@ class StepState:
             self.wkn,
             self.dy,
             self.dyn,
-            self.dp,
-            self.dpn,
             self.sdp,
             self.night,
             self.nightn,
@@ -651,6 +650,7 @@ class StepState:
             self.ic,
             self.ich,
             self.ichn,
+            self.grad,
         )
 
 
@@ -760,8 +760,6 @@ def step_minutes(  # type: ignore[no-untyped-def]
     wkn,
     dy,
     dyn,
-    dpv,
-    dpn,
     sdp,
     night,
     nightn,
@@ -770,6 +768,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
     ic,
     ich,
     ichn,
+    grad,
     out,
     outi,
 ):
@@ -791,7 +790,6 @@ def step_minutes(  # type: ignore[no-untyped-def]
             if last >= 0 and m - last > p[Q_MAX_AGE_MIN]:
                 wkn[d, :] = 0
                 dyn[d, :] = 0
-                dpn[d, :, :] = 0
                 nightn[d, :] = 0
                 mbn[d] = 0
                 f[d, F_QN] = 0.0
@@ -816,8 +814,6 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 wkn,
                 dy,
                 dyn,
-                dpv,
-                dpn,
                 sdp,
                 bdp,
                 mb,
@@ -825,6 +821,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 ic,
                 ich,
                 ichn,
+                grad,
                 n_pres[d],
                 nwb,
                 ndb,
@@ -987,8 +984,6 @@ def _close_bin(  # type: ignore[no-untyped-def]
     wkn,
     dy,
     dyn,
-    dpv,
-    dpn,
     sdp,
     bdp,
     mb,
@@ -996,6 +991,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
     ic,
     ich,
     ichn,
+    grad,
     npres,
     nwb,
     ndb,
@@ -1008,7 +1004,6 @@ def _close_bin(  # type: ignore[no-untyped-def]
     prev = i[d, I_BIN]
     tow = prev % nwb
     tod = _day_bin(prev, ndb, p)
-    tod_plain = prev % ndb
     bin_end = ((prev + 1) * bin_min - np.int64(p[Q_TZ_MIN])) * NS_PER_MIN
     if f[d, F_BN] < 0.5 * bin_min:
         return
@@ -1048,28 +1043,45 @@ def _close_bin(  # type: ignore[no-untyped-def]
         wkn[d, tow] += 1
         dy[d, tod, dyn[d, tod] % hist] = x
         dyn[d, tod] += 1
-    # ---- pressure gradient, inlet minus each interior point, against its own profile
+    # ---- pressure gradient: the loss from the inlet to each point, fitted as
+    # c + k * flow^1.85 (elevation, then Hazen-Williams) over the last days. Demand and
+    # leaks move along the curve; a drifting gauge or a shut valve moves off it
     best = 0.0
+    xq = x**1.85 if x > 0 else np.nan
+    alpha = 1.0 / (3.0 * 1440.0 / bin_min)
     for j in range(1, npres):
-        if bdp[d, j, 1] < 0.5 * bin_min:
+        if bdp[d, j, 1] < 0.5 * bin_min or not np.isfinite(xq):
             continue
-        g = bdp[d, j, 0] / bdp[d, j, 1]
-        cnt = dpn[d, j, tod_plain]
-        if cnt >= p[Q_MIN_HIST]:
-            gmed, gmad = _med_mad(dpv[d, j, tod_plain], min(cnt, hist))
-            gs = max(1.4826 * gmad, p[Q_DP_FLOOR_M])
-            z = (g - gmed) / gs
-            sdp[d, j, 0] = min(max(0.0, sdp[d, j, 0] + z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
-            sdp[d, j, 1] = min(max(0.0, sdp[d, j, 1] - z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
-            st = max(sdp[d, j, 0], sdp[d, j, 1]) / p[Q_DP_H]
-            if st > best:
-                best = st
-                out[k, O_DP_MAG] = g - gmed
-                outi[k, OI_DP_POINT] = j
-            if max(sdp[d, j, 0], sdp[d, j, 1]) >= 0.5 * p[Q_DP_H]:
-                continue  # do not learn the anomaly
-        dpv[d, j, tod_plain, cnt % hist] = g
-        dpn[d, j, tod_plain] += 1
+        y = bdp[d, j, 0] / bdp[d, j, 1]
+        gr = grad[d, j]
+        alarm_dp = max(sdp[d, j, 0], sdp[d, j, 1]) >= 0.5 * p[Q_DP_H]
+        if gr[6] >= 2 * 1440 / bin_min and gr[0] > 0:
+            mx, my = gr[1] / gr[0], gr[2] / gr[0]
+            vx = gr[3] / gr[0] - mx * mx
+            if vx > 0:
+                slope = (gr[4] / gr[0] - mx * my) / vx
+                resid = y - (my + slope * (xq - mx))
+                gs = max(np.sqrt(gr[5]), p[Q_DP_FLOOR_M])
+                z = min(max(resid / gs, -p[Q_Z_CLIP]), p[Q_Z_CLIP])
+                sdp[d, j, 0] = min(max(0.0, sdp[d, j, 0] + z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
+                sdp[d, j, 1] = min(max(0.0, sdp[d, j, 1] - z - p[Q_CUSUM_K]), 3.0 * p[Q_DP_H])
+                st = max(sdp[d, j, 0], sdp[d, j, 1]) / p[Q_DP_H]
+                if st > best:
+                    best = st
+                    out[k, O_DP_MAG] = resid
+                    outi[k, OI_DP_POINT] = j
+                alarm_dp = max(sdp[d, j, 0], sdp[d, j, 1]) >= 0.5 * p[Q_DP_H]
+                if not alarm_dp:
+                    gr[5] += alpha * (resid * resid - gr[5])
+        if alarm_dp:
+            continue  # do not learn the anomaly
+        a = max(alpha, 1.0 / (gr[6] + 1.0))
+        gr[0] += a * (1.0 - gr[0])
+        gr[1] += a * (xq - gr[1])
+        gr[2] += a * (y - gr[2])
+        gr[3] += a * (xq * xq - gr[3])
+        gr[4] += a * (xq * y - gr[4])
+        gr[6] += 1.0
     if npres > 1:
         out[k, O_DP] = best / (1.0 + best)
     # ---- mass balance: inflow - outflow - consumption against its own recent level

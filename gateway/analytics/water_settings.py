@@ -139,10 +139,10 @@ class WaterSettings:
     )
     # (d) pressure gradient and (c) mass balance
     gradient_floor_m: float = _field(
-        default=0.1, metadata=_help("noise floor of inlet-to-point pressure differences")
+        default=0.2, metadata=_help("noise floor of inlet-to-point pressure differences")
     )
     gradient_h: float = _field(
-        default=12.0, metadata=_help("CUSUM alarm level of the gradient residual")
+        default=24.0, metadata=_help("CUSUM alarm level of the gradient residual")
     )
     balance_h: float = _field(
         default=12.0, metadata=_help("CUSUM alarm level of the mass-balance residual")
