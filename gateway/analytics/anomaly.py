@@ -246,7 +246,29 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
     """
     n_streams = st.shape[0]
     n_bins = season.shape[1]
+    # Parameters as locals: the loop writes to arrays, so numba cannot hoist loads of p.
     a_slow = p[P_ALPHA_SLOW]
+    alarm = p[P_ALARM]
+    alpha_mid = p[P_ALPHA_MID]
+    alpha_r = p[P_ALPHA_R]
+    gap_factor = p[P_GAP_FACTOR]
+    gap_s = p[P_GAP_S]
+    hold = p[P_HOLD]
+    hold_cap = p[P_HOLD_CAP]
+    q_level = p[P_Q_LEVEL]
+    q_rate = p[P_Q_RATE]
+    range_decay = p[P_RANGE_DECAY]
+    rewarm = p[P_REWARM]
+    warmup = p[P_WARMUP]
+    w_calm = p[P_W_CALM]
+    w_diff = p[P_W_DIFF]
+    w_mid = p[P_W_MID]
+    w_point = p[P_W_POINT]
+    range_k = p[P_W_RANGE] * 3.0 / p[P_RANGE_TOL]
+    season_max_n = p[P_SEASON_MAX_N]
+    w_scale = p[P_W_SCALE]
+    w_season = p[P_W_SEASON]
+    w_shift = p[P_W_SHIFT]
     a_fast = p[P_ALPHA_FAST]
     clip = p[P_CLIP]
     shift_sd = math.sqrt(a_fast / (2.0 - a_fast))  # sd of an EWMA of unit-sd noise
@@ -265,10 +287,10 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
             continue
         learn = t >= t0
         if t > t0:
-            dt = (t - t0) / NS_PER_S
+            dt = (t - t0) * 1e-9  # seconds
             typical = st[s, _DT]
-            if typical > 0.0 and dt > p[P_GAP_S] and dt > p[P_GAP_FACTOR] * typical:
-                _gap_reset(st, s, p[P_WARMUP], p[P_REWARM])
+            if typical > 0.0 and dt > gap_s and dt > gap_factor * typical:
+                _gap_reset(st, s, warmup, rewarm)
             elif typical == 0.0:
                 st[s, _DT] = dt
             else:  # clipped, so one long gap does not redefine "typical"
@@ -285,44 +307,51 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
         # --- z terms, all from the state before this sample
         fast = st[s, _FAST] + a_fast * (x - st[s, _FAST])
         fdev = st[s, _FAST_DEV] + a_fast * (min(abs(dev), clip * sigma) - st[s, _FAST_DEV])
-        mdev = st[s, _MID_DEV] + p[P_ALPHA_MID] * (min(abs(dev), clip * sigma) - st[s, _MID_DEV])
+        mdev = st[s, _MID_DEV] + alpha_mid * (min(abs(dev), clip * sigma) - st[s, _MID_DEV])
         hi = st[s, _HI]
         lo = st[s, _LO]
-        excess = max(x - hi, lo - x, 0.0) / max(hi - lo, floor)
+        excess = 0.0
+        if x > hi or x < lo:
+            excess = max(x - hi, lo - x) / max(hi - lo, floor)
+        inv_scale = 1.0 / scale  # one division instead of four
         zm = max(
-            p[P_W_POINT] * abs(dev) / sigma,
-            p[P_W_SHIFT] * abs(fast - level) / (sigma * shift_sd),
-            p[P_W_SCALE] * (fdev / scale - 1.0),
-            p[P_W_CALM] * (scale / max(fdev, floor) - 1.0),
-            p[P_W_MID] * (mdev / scale - 1.0),
-            p[P_W_MID] * (scale / max(mdev, floor) - 1.0),
-            p[P_W_RANGE] * 3.0 * excess / p[P_RANGE_TOL],
+            w_scale * (fdev * inv_scale - 1.0),
+            w_calm * (scale / max(fdev, floor) - 1.0),
+            w_mid * (mdev * inv_scale - 1.0),
+            w_mid * (scale / max(mdev, floor) - 1.0),
+            range_k * excess,
         )
+        if w_point > 0.0 or w_shift > 0.0:
+            zm = max(
+                zm,
+                w_point * abs(dev) * inv_scale / 1.25,
+                w_shift * abs(fast - level) * inv_scale / (1.25 * shift_sd),
+            )
         diff = abs(x - st[s, _PREV])
-        if p[P_W_DIFF] > 0.0 and np.isfinite(diff):
-            zm = max(zm, p[P_W_DIFF] * diff / (1.25 * max(st[s, _DIFF_SCALE], floor)))
+        if w_diff > 0.0 and np.isfinite(diff):
+            zm = max(zm, w_diff * diff / (1.25 * max(st[s, _DIFF_SCALE], floor)))
         b = 0
         if n_bins > 0:
             b = int((t // season_ns) % n_bins)  # numpy-style floor mod: >= 0
             if season[s, b, 2] >= 4.0:
                 mad = 1.4826 * max(season[s, b, 1], floor)
-                zm = max(zm, p[P_W_SEASON] * abs(x - season[s, b, 0]) / mad)
+                zm = max(zm, w_season * abs(x - season[s, b, 0]) / mad)
         r = zm * zm
-        r_short = st[s, _R_SHORT] + p[P_ALPHA_R] * (r - st[s, _R_SHORT])
+        r_short = st[s, _R_SHORT] + alpha_r * (r - st[s, _R_SHORT])
 
         # --- the recent surprise against this stream's own high quantile of it
         q = st[s, _R_Q]
         bar = max(q, 0.5)  # z^2 of 0.7: below that nothing is news, however quiet the stream
         score = 0.0
-        if n >= p[P_WARMUP]:
+        if n >= warmup:
             if r_short > bar:
                 score = min(1.0, 2.0 * (r_short - bar) / (r_short + bar))
             if st[s, _HOLD] > 0.0:
-                score = min(score, p[P_HOLD_CAP])
+                score = min(score, hold_cap)
                 if learn:
                     st[s, _HOLD] -= 1.0
-            elif score >= p[P_ALARM] and learn:
-                st[s, _HOLD] = p[P_HOLD]
+            elif score >= alarm and learn:
+                st[s, _HOLD] = hold
         out[i] = score
         if not learn:
             continue
@@ -340,16 +369,16 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
             ds = st[s, _DIFF_SCALE]
             st[s, _DIFF_SCALE] = ds + a * (min(diff, clip * 1.25 * max(ds, floor)) - ds)
         st[s, _PREV] = x
-        decay = p[P_RANGE_DECAY]
+        decay = range_decay
         st[s, _HI] = max(x, hi - decay * (hi - level))
         st[s, _LO] = min(x, lo + decay * (level - lo))
         st[s, _R_SHORT] = r_short
         # Stochastic-approximation quantile: up by (1 - level) when exceeded, down by
         # level otherwise; steps scale with q so any stream's units work.
-        step = p[P_Q_RATE] * max(q, 0.1)
-        st[s, _R_Q] = q + step * (p[P_Q_LEVEL] - (1.0 if r_short <= q else 0.0))
+        step = q_rate * max(q, 0.1)
+        st[s, _R_Q] = q + step * (q_level - (1.0 if r_short <= q else 0.0))
         if n_bins > 0:
-            robust_step(season, s, b, x, p[P_SEASON_MAX_N])
+            robust_step(season, s, b, x, season_max_n)
 
 
 class AnomalyDetector:
