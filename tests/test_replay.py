@@ -210,3 +210,30 @@ def test_replay_on_a_wntr_scenario_finds_the_leak(tmp_path: Path) -> None:
     found = [a for a in result.alerts if a.kind in ("leak", "burst") and a.opened_at >= start]
     assert found, f"no alert for {truth['leak']}"
     assert found[0].opened_at - start < 24 * 3600 * NS
+
+
+def test_config_sections_parse_with_errors_naming_the_key(tmp_path: Path) -> None:
+    from gateway.config import ConfigError  # noqa: PLC0415
+    from gateway.replay import load_water_config  # noqa: PLC0415
+
+    path = tmp_path / "g.toml"
+    path.write_text(
+        CONFIG
+        + 'night_start = "01:30"\nweekend = ["sun"]\n'
+        + "[water.alerts.kinds.leak]\nclear_after_s = 7200.0\n"
+    )
+    dmas, water = load_water_config(path)
+    assert dmas[0].inflow == (FLOW,) and dmas[0].pressure == (P_IN, P_1)
+    assert water.night_start == "01:30" and water.weekend == ("sun",)
+    assert water.alerts.policy("leak").clear_after_s == 7200.0
+    path.write_text(CONFIG + 'night_strat = "02:00"\n')
+    with pytest.raises(
+        ConfigError, match=r"water.night_strat: unknown key; did you mean 'night_start'"
+    ):
+        load_water_config(path)
+    path.write_text(CONFIG.replace("Asia/Kolkata", "Mars/Olympus"))
+    with pytest.raises(ConfigError, match="unknown timezone"):
+        load_water_config(path)
+    path.write_text('[[dma]]\nname = "dma-02"\n')
+    with pytest.raises(ConfigError, match="at least one inflow"):
+        load_water_config(path)
