@@ -305,9 +305,10 @@ def _write_scores(
                 w.writerow([t.replace("T", " "), repr(v), repr(x)])
 
 
-def _detector_factory(
-    args: argparse.Namespace,
-) -> Callable[[], Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]]:
+def detector_factory() -> Callable[
+    [], Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
+]:
+    """A maker of fresh default detectors, one per file, as `run_detector` wants."""
     from gateway.analytics.anomaly import AnomalyDetector, AnomalySettings  # noqa: PLC0415
 
     settings = AnomalySettings()
@@ -348,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             score_corpus(files, artime_scores(root, files), profiles),
         )
         return 0
-    make = _detector_factory(args)
+    make = detector_factory()
     t0 = time.perf_counter()
     scores = run_detector(files, make, args.batch)
     dt = time.perf_counter() - t0

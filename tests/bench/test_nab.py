@@ -78,3 +78,16 @@ def test_optimiser_on_a_hand_made_file() -> None:
     assert best.normalised == pytest.approx(100 * (tp + 1) / 2)
     assert nab.score_file(f, score, 0.8, cost) == pytest.approx(tp - 0.11)
     assert nab.score_file(f, score, 0.95, cost) == pytest.approx(-1.0)
+
+
+def test_generic_detector_scores_do_not_regress(
+    corpus: tuple[list[nab.NabFile], list[np.ndarray], dict[str, nab.CostMatrix]],
+) -> None:
+    # The whole corpus through the default detector, in odd-sized batches; the
+    # floors sit just under BENCHMARKS.md's 74.40 / 68.34 / 78.62.
+    files, _, profiles = corpus
+    scores = nab.run_detector(files, nab.detector_factory(), batch=4093)
+    results = {r.profile: r.score for r in nab.score_corpus(files, scores, profiles)}
+    assert results["standard"] >= 74.3
+    assert results["reward_low_FP_rate"] >= 68.2
+    assert results["reward_low_FN_rate"] >= 78.5
