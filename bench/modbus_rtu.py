@@ -48,6 +48,15 @@ def theoretical(baud: int) -> float:
     return baud / (BITS_PER_CHAR * chars)
 
 
+def stop_sim(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_sim(baud: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "firmware_sim.water", "--no-tcp", "--rtu", "--baud", str(baud)],
@@ -125,8 +134,7 @@ def main() -> int:
             raw_rate = asyncio.run(raw(port, baud, args.seconds))
             gw_rate, util = asyncio.run(gateway(port, baud, args.seconds))
         finally:
-            proc.terminate()
-            proc.wait()
+            stop_sim(proc)
         ideal = theoretical(baud)
         print(
             f"{baud:>7} {ideal:>9.1f} {raw_rate:>7.1f} {gw_rate:>7.1f} "

@@ -50,6 +50,15 @@ class Meter:
     profile: str
 
 
+def stop_sim(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_sim(meters: int) -> tuple[subprocess.Popen[str], list[Meter]]:
     dmas = (meters + 1) // 2
     proc = subprocess.Popen(
@@ -79,7 +88,7 @@ def plans(meters: list[Meter]) -> dict[str, tuple[Request, ...]]:
     }
 
 
-async def raw(meters: list[Meter], seconds: float) -> tuple[int, int]:
+async def raw(meters: list[Meter], seconds: float) -> tuple[int, int, float]:
     plan = plans(meters)
     counts = [0, 0]
     stop = asyncio.Event()
@@ -100,16 +109,17 @@ async def raw(meters: list[Meter], seconds: float) -> tuple[int, int]:
     tasks = [asyncio.create_task(loop(m)) for m in meters]
     await asyncio.sleep(0.3)  # connected and warm
     base = list(counts)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     done = list(counts)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     stop.set()
     await asyncio.gather(*tasks)
-    return round((done[0] - base[0]) / elapsed), round((done[1] - base[1]) / elapsed)
+    reqs = done[0] - base[0]
+    return round(reqs / elapsed), round((done[1] - base[1]) / elapsed), cpu / reqs * 1e6
 
 
-async def gateway(meters: list[Meter], seconds: float) -> tuple[int, int]:
+async def gateway(meters: list[Meter], seconds: float) -> tuple[int, int, float]:
     plan = plans(meters)
     settings = ModbusSettings(
         profiles_dir=str(default_profiles_dir()),
@@ -136,16 +146,17 @@ async def gateway(meters: list[Meter], seconds: float) -> tuple[int, int]:
         return reqs, regs
 
     base = totals()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     done = totals()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     failed = sum(s.failed_polls for s in source.status())
     assert failed == 0, f"{failed} polls failed"
-    return round((done[0] - base[0]) / elapsed), round((done[1] - base[1]) / elapsed)
+    reqs = done[0] - base[0]
+    return round(reqs / elapsed), round((done[1] - base[1]) / elapsed), cpu / reqs * 1e6
 
 
 def main() -> int:
@@ -156,25 +167,24 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     print("Modbus TCP polling, loopback, simulator in its own process (median of rounds)")
-    print(f"{'meters':>6} {'who':>8} {'req/s':>8} {'reg/s':>9} {'ratio':>6}")
+    print(f"{'meters':>6} {'who':>8} {'req/s':>8} {'reg/s':>9} {'ratio':>6} {'cpu us/req':>10}")
     for n in sorted({1, args.meters}):
         proc, meters = start_sim(n)
         try:
-            results: dict[str, list[tuple[int, int]]] = {"raw": [], "gateway": []}
+            results: dict[str, list[tuple[int, int, float]]] = {"raw": [], "gateway": []}
             for _ in range(args.rounds):
                 results["raw"].append(asyncio.run(raw(meters, args.seconds)))
                 results["gateway"].append(asyncio.run(gateway(meters, args.seconds)))
         finally:
-            proc.terminate()
-            proc.wait()
+            stop_sim(proc)
         med: dict[str, Any] = {
-            who: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+            who: tuple(statistics.median(r[i] for r in rs) for i in range(3))
             for who, rs in results.items()
         }
         for who in ("raw", "gateway"):
-            req, reg = med[who]
+            req, reg, cpu = med[who]
             ratio = req / med["raw"][0]
-            print(f"{n:>6} {who:>8} {req:>8.0f} {reg:>9.0f} {ratio:>6.2f}")
+            print(f"{n:>6} {who:>8} {req:>8.0f} {reg:>9.0f} {ratio:>6.2f} {cpu:>10.0f}", flush=True)
     return 0
 
 

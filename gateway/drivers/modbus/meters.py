@@ -33,6 +33,8 @@ LITRES_PER = {"m3": 1000.0, "m³": 1000.0, "L": 1.0, "l": 1.0, "kL": 1000.0, "ML
 REPLACEMENT_FRACTION = 0.01  # a backwards jump beyond 1% of the reading (and 1 unit) is a swap
 # a backwards step is a wrap only if the volume it implies is a small part of the dial
 ROLLOVER_FRACTION = 0.05
+_OUT_OF_RANGE = int(Quality.OUT_OF_RANGE)
+_REVERSE_FLOW = int(Quality.REVERSE_FLOW)
 
 
 class MeterState:
@@ -46,8 +48,11 @@ class MeterState:
             [registry.register(f"{asset}/{p.name}", p.unit, p.kind or p.role) for p in self.points],
             np.int32,
         )
-        self.lo = np.array([p.min for p in self.points], np.float64)
-        self.hi = np.array([p.max for p in self.points], np.float64)
+        self.lo_list = [p.min for p in self.points]
+        self.hi_list = [p.max for p in self.points]
+        self.ranged = [
+            i for i, p in enumerate(self.points) if math.isfinite(p.min) or math.isfinite(p.max)
+        ]
         self.flow_idx = [i for i, p in enumerate(self.points) if p.role == "flow"]
         self.total_idx = next((i for i, p in enumerate(self.points) if p.role == "totaliser"), -1)
         self.reverse_idx = [i for i, p in enumerate(self.points) if p.role == "reverse_flow"]
@@ -55,15 +60,14 @@ class MeterState:
         self.derived_id = -1
         if self.total_idx >= 0 and not self.flow_idx:
             self.derived_id = registry.register(f"{asset}/flow_lps", "L/s", "flow")
+        self.ids_with_derived = np.append(self.ids, np.int32(max(self.derived_id, 0)))
         self._total: float | None = None
         self._total_ts = 0
         self._alarms: dict[str, bool] = {}
 
     @property
     def stream_ids(self) -> NDArray[np.int32]:
-        if self.derived_id < 0:
-            return self.ids
-        return np.append(self.ids, np.int32(self.derived_id))
+        return self.ids if self.derived_id < 0 else self.ids_with_derived
 
     def failed(self, ts: int, quality: int) -> ReadingBatch:
         ids = self.stream_ids
@@ -75,26 +79,38 @@ class MeterState:
             np.full(n, quality, np.uint8),
         )
 
-    def good(self, ts: int, values: NDArray[np.float64]) -> tuple[ReadingBatch, list[Event]]:
-        quality = np.zeros(len(values), np.uint8)
-        quality[(values < self.lo) | (values > self.hi)] |= np.uint8(Quality.OUT_OF_RANGE)
+    def good(self, ts: int, values: list[float]) -> tuple[ReadingBatch, list[Event]]:
+        """Readings and events from one good poll; `values` follow `self.points`.
+        Plain Python over the handful of points a meter has: cheaper than numpy
+        calls on arrays of six."""
+        quality = [0] * len(values)
+        for i in self.ranged:
+            v = values[i]
+            if v < self.lo_list[i] or v > self.hi_list[i]:
+                quality[i] = _OUT_OF_RANGE
         events: list[Event] = []
         reverse = any(values[i] >= 0.5 for i in self.reverse_idx)
         for i in self.flow_idx:
             if reverse or values[i] < 0:
-                quality[i] |= np.uint8(Quality.REVERSE_FLOW)
+                quality[i] |= _REVERSE_FLOW
         for i in self.alarm_idx:
-            self._alarm(ts, self.points[i].name, bool(values[i] >= 0.5), events)
+            self._alarm(ts, self.points[i].name, values[i] >= 0.5, events)
         ids = self.ids
-        if self.total_idx >= 0 and not quality[self.total_idx] & Quality.OUT_OF_RANGE:
-            flow, flow_q = self._totaliser(ts, float(values[self.total_idx]), events)
+        if self.total_idx >= 0 and not quality[self.total_idx] & _OUT_OF_RANGE:
+            flow, flow_q = self._totaliser(ts, values[self.total_idx], events)
             if self.derived_id >= 0 and not math.isnan(flow):
                 if reverse:
-                    flow_q |= Quality.REVERSE_FLOW
-                ids = np.append(ids, np.int32(self.derived_id))
-                values = np.append(values, flow)
-                quality = np.append(quality, np.uint8(flow_q))
-        batch = ReadingBatch(np.full(len(ids), ts, np.int64), ids, values, quality)
+                    flow_q |= _REVERSE_FLOW
+                ids = self.ids_with_derived
+                values = [*values, flow]
+                quality.append(flow_q)
+        n = len(ids)
+        batch = ReadingBatch(
+            np.full(n, ts, np.int64),
+            ids,
+            np.array(values, np.float64),
+            np.array(quality, np.uint8),
+        )
         return batch, events
 
     def _alarm(self, ts: int, name: str, raised: bool, events: list[Event]) -> None:

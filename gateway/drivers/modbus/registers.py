@@ -18,9 +18,10 @@ the register order).
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.drivers.modbus.profiles import Point
 
@@ -57,22 +58,47 @@ def _unorder(raw: bytes, order: str) -> list[int]:
     return words
 
 
+Decoder = Callable[[Sequence[int], int], float]
+
+
+@functools.cache
+def decoder(point: Point) -> Decoder:
+    """A function (regs, offset) -> engineering value for `point`, with the
+    order and formats worked out once rather than on every poll."""
+    scale, offset = point.scale, point.offset
+    if point.type == "bool":
+        return lambda regs, at: (1.0 if regs[at] else 0.0) * scale + offset
+    if point.type == "bit":
+        bit = point.bit
+        return lambda regs, at: float((regs[at] >> bit) & 1) * scale + offset
+    if point.type == "string":
+        return lambda regs, at: math.nan
+    width = point.width
+    swap_bytes = point.order in ("BADC", "DCBA")
+    swap_words = point.order in ("CDAB", "DCBA")
+    words = struct.Struct(("<" if swap_bytes else ">") + "H" * width)
+    value = struct.Struct(">" + _STRUCT[point.type])
+
+    def decode_point(regs: Sequence[int], at: int) -> float:
+        ws = regs[at : at + width]
+        if swap_words:
+            ws = ws[::-1]
+        number: float = value.unpack(words.pack(*ws))[0]
+        return number * scale + offset
+
+    return decode_point
+
+
 def decode_raw(point: Point, regs: Sequence[int]) -> float:
     """The unscaled number held by the point's registers."""
-    if point.type in ("bool",):
-        return 1.0 if regs[0] else 0.0
-    if point.type == "bit":
-        return float((int(regs[0]) >> point.bit) & 1)
     if point.type == "string":
         return math.nan
-    fmt = _STRUCT[point.type]
-    value: float = struct.unpack(">" + fmt, _reorder(regs[: point.width], point.order))[0]
-    return float(value)
+    return (decoder(point)(regs, 0) - point.offset) / point.scale
 
 
 def decode(point: Point, regs: Sequence[int]) -> float:
     """The engineering value: raw * scale + offset."""
-    return decode_raw(point, regs) * point.scale + point.offset
+    return decoder(point)(regs, 0)
 
 
 def decode_string(point: Point, regs: Sequence[int]) -> str:

@@ -34,8 +34,8 @@ import numpy as np
 from gateway.batch import NS_PER_S, Quality, ReadingBatch
 from gateway.drivers.modbus.meters import MeterState
 from gateway.drivers.modbus.plan import Request, plan_requests
-from gateway.drivers.modbus.profiles import Point, Profile, SampleBlock
-from gateway.drivers.modbus.registers import decode
+from gateway.drivers.modbus.profiles import Profile, SampleBlock
+from gateway.drivers.modbus.registers import Decoder, decoder
 from gateway.drivers.modbus.settings import DeviceSettings
 from gateway.drivers.modbus.transport import DeviceException, LinkError, ModbusLink
 from gateway.events import Event
@@ -57,7 +57,7 @@ class DevicePoll:
     timeout: float
     retries: int
     requests: tuple[Request, ...] = ()
-    slots: list[list[tuple[int, int, Point]]] = dataclasses.field(default_factory=list)
+    slots: list[list[tuple[int, int, Decoder]]] = dataclasses.field(default_factory=list)
     block_stream: int = -1
     state: str = "unknown"  # unknown, up, or the failure: timeout, bad_frame, exception...
     failures: int = 0
@@ -78,10 +78,10 @@ class DevicePoll:
             self.profile.points, merge=merge, max_gap=gap, max_registers=self.profile.max_registers
         )
         self.rng = random.Random(s.name)
-        # per request: (index in the meter's values, offset in the reply, point)
-        index = {p.name: i for i, p in enumerate(self.meter.points)}
+        # per request: (index in the meter's values, offset in the reply, its decoder)
+        at = {p.name: i for i, p in enumerate(self.meter.points)}
         self.slots = [
-            [(index[p.name], p.address - r.address, p) for p in r.points if p.name in index]
+            [(at[p.name], p.address - r.address, decoder(p)) for p in r.points if p.name in at]
             for r in self.requests
         ]
 
@@ -254,10 +254,10 @@ class Lane:
             dev.next_due = loop.time() + self._retry_delay(dev)
             await self.on_result(dev, dev.meter.failed(ts, err.quality), ())
             return
-        values = np.empty(len(dev.meter.points), np.float64)
+        values = [0.0] * len(dev.meter.points)
         for got, slots in zip(regs, dev.slots, strict=True):
-            for i, off, p in slots:
-                values[i] = decode(p, got[off : off + p.width])
+            for i, off, decode_at in slots:
+                values[i] = decode_at(got, off)
         readings, events = dev.meter.good(ts, values)
         if samples is not None:
             readings = ReadingBatch.concat([readings, samples])

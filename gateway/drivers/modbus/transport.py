@@ -111,7 +111,8 @@ class ModbusLink:
         self.client.close()
 
     async def _execute(self, call: Callable[[], Awaitable[Any]], unit: int, timeout: float) -> Any:
-        await self.connect(timeout)
+        if not self.client.connected:
+            await self.connect(timeout)
         self.client.ctx.comm_params.timeout_connect = timeout
         try:
             response = await call()

@@ -18,7 +18,7 @@ T0 = 1_764_288_000 * NS_PER_S
 def poll(
     meter: AmrMeter, at_s: float, **values: float
 ) -> tuple[dict[str, tuple[float, int]], list[str]]:
-    row = np.array([values.get(p.name, 0.0) for p in meter.points], np.float64)
+    row = [values.get(p.name, 0.0) for p in meter.points]
     batch, events = meter.good(T0 + int(at_s * NS_PER_S), row)
     names = {}
     for sid, v, q in zip(batch.stream, batch.value, batch.quality, strict=True):
@@ -105,8 +105,7 @@ def test_a_failed_poll_is_nan_with_its_reason_never_the_last_value(meter: AmrMet
 def test_flow_meter_negative_flow_is_reverse() -> None:
     registry = StreamRegistry()
     emf = MeterState("dma-01/inlet", PROFILES["emf-flow-meter"], registry)
-    row = np.zeros(len(emf.points))
-    row[[p.name for p in emf.points].index("flow_lps")] = -3.0
+    row = [-3.0 if p.name == "flow_lps" else 0.0 for p in emf.points]
     batch, _ = emf.good(T0, row)
     flow = batch.stream == registry.id_of("dma-01/inlet/flow_lps")
     assert batch.quality[flow][0] == Quality.REVERSE_FLOW
