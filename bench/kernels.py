@@ -29,6 +29,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -110,7 +111,7 @@ def bench_numpy(x: F64, batch: int, window: int) -> float:
 
 
 def bench_pandas(x: F64, batch: int, window: int) -> float:
-    import pandas as pd  # noqa: PLC0415 - a dev extra
+    import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415 - a dev extra
 
     def run() -> None:
         tail = x[:0]
@@ -131,7 +132,7 @@ def bench_river(x: F64, n: int) -> float:
     xs = ((x[:n] - lo) / (hi - lo)).tolist()
 
     def run() -> None:
-        model = anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=1)
+        model: Any = anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=1)
         for v in xs:
             f = {"x": v}
             model.score_one(f)

@@ -43,6 +43,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+# A detector for one file: (ts, value) of a batch -> its scores; state kept between calls.
+Detect = Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
 PROBATION_FRACTION = 0.15
 
 
@@ -270,7 +272,7 @@ def artime_scores(root: Path, files: Sequence[NabFile]) -> list[NDArray[np.float
 
 def run_detector(
     files: Sequence[NabFile],
-    make: Callable[[], Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]],
+    make: Callable[[], Detect],
     batch: int,
 ) -> list[NDArray[np.float64]]:
     """Stream each file through a fresh detector in batches of `batch` rows."""
@@ -305,15 +307,13 @@ def _write_scores(
                 w.writerow([t.replace("T", " "), repr(v), repr(x)])
 
 
-def detector_factory() -> Callable[
-    [], Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
-]:
+def detector_factory() -> Callable[[], Detect]:
     """A maker of fresh default detectors, one per file, as `run_detector` wants."""
     from gateway.analytics.anomaly import AnomalyDetector, AnomalySettings  # noqa: PLC0415
 
     settings = AnomalySettings()
 
-    def make() -> Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]:
+    def make() -> Detect:
         det = AnomalyDetector(1, settings)
 
         def detect(ts: NDArray[np.int64], value: NDArray[np.float64]) -> NDArray[np.float64]:
