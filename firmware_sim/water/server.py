@@ -18,8 +18,8 @@ bytes and CRC errors on the outgoing frame.
     await sim.stop()
 
     WaterSimSettings(model=ModelSettings(), zone_points=1, hf_logger=False,
-                     host="127.0.0.1", tcp=True, tcp_port_base=0, rtu=False, baudrate=0,
-                     speed=1.0, faults=())
+                     host="127.0.0.1", tcp=True, tcp_port_base=0, rtu=False,
+                     rtu_over_tcp=False, baudrate=0, speed=1.0, faults=())
     WaterNetworkSim(settings: WaterSimSettings = WaterSimSettings(), *,
                     profiles: Mapping[str, Profile] | None = None)
 """
@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -56,6 +57,7 @@ class WaterSimSettings:
     tcp: bool = True
     tcp_port_base: int = 0  # 0: ephemeral ports; else meter k listens on base + k
     rtu: bool = False
+    rtu_over_tcp: bool = False  # also one TCP port speaking RTU frames for every meter
     baudrate: int = 0  # on the pty, hold each frame for its wire time at this rate; 0: no hold
     speed: float = 1.0  # sim seconds per real second
     faults: tuple[FaultSpec, ...] = ()
@@ -65,8 +67,8 @@ class WaterSimSettings:
             raise ValueError("zone_points must be >= 1 (each DMA has an interior pressure point)")
         if self.speed <= 0:
             raise ValueError("speed must be positive, e.g. 60 for a minute per second")
-        if not (self.tcp or self.rtu):
-            raise ValueError("serve over tcp, rtu or both")
+        if not (self.tcp or self.rtu or self.rtu_over_tcp):
+            raise ValueError("serve over tcp, rtu, rtu_over_tcp or a mix")
 
 
 def build_meters(settings: WaterSimSettings, profiles: Mapping[str, Profile]) -> list[SimMeter]:
@@ -111,6 +113,7 @@ class WaterNetworkSim:
         self.model = WaterModel(self.settings.model, zone_points=self.settings.zone_points)
         self.devices = build_meters(self.settings, self.profiles)
         self.rtu_port: str | None = None
+        self.rtu_tcp_port: int | None = None  # a serial-to-Ethernet converter's port
         self.wire: PtyWire | None = None
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
         self._t0 = 0.0
@@ -156,6 +159,16 @@ class WaterNetworkSim:
                     await server.serve_forever(background=True)
                     self._servers.append(server)
                     meter.tcp_port = server.transport.sockets[0].getsockname()[1]
+            if s.rtu_over_tcp:
+                server = ModbusTcpServer(
+                    [self._simdevice(m) for m in self.devices],
+                    framer=FramerType.RTU,
+                    address=(s.host, 0),
+                    trace_packet=self._tracer("rtu"),
+                )
+                await server.serve_forever(background=True)
+                self._servers.append(server)
+                self.rtu_tcp_port = server.transport.sockets[0].getsockname()[1]
             if s.rtu:
                 self.wire = PtyWire(baudrate=s.baudrate)
                 await self.wire.start()
@@ -283,13 +296,26 @@ class WaterNetworkSim:
         *,
         interval: float = 1.0,
         rtu: bool = False,
+        over_tcp: bool = False,
         timeout: float = 0.5,
         retries: int = 1,
         profiles_dir: str | None = None,
     ) -> ModbusSettings:
-        """Settings for a ModbusSource that polls this sim (over TCP, or over the pty)."""
+        """Settings for a ModbusSource that polls this sim: over TCP, over the pty
+        (rtu=True), or RTU frames over TCP as through a converter (over_tcp=True)."""
         s = self.settings
-        if rtu:
+        if over_tcp:
+            if self.rtu_tcp_port is None:
+                raise RuntimeError("start the sim with rtu_over_tcp=True first")
+            line = LineSettings(
+                name="sim-rtu-tcp",
+                kind="rtu_over_tcp",
+                host=s.host,
+                tcp_port=self.rtu_tcp_port,
+                timeout=timeout,
+                retries=retries,
+            )
+        elif rtu:
             if self.rtu_port is None:
                 raise RuntimeError("start the sim with rtu=True first")
             line = LineSettings(
@@ -311,7 +337,7 @@ class WaterNetworkSim:
                 profile=m.profile.name,
                 unit_id=m.unit_id,
                 interval=min(interval, 0.5 / s.speed) if m.role == "hf" else interval,
-                tcp_port=0 if rtu else m.tcp_port,
+                tcp_port=0 if rtu or over_tcp else m.tcp_port,
             )
             for m in self.devices
         ]

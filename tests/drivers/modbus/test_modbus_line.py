@@ -95,3 +95,31 @@ async def test_line_utilisation_is_the_share_of_time_on_frames(collector: Any) -
     # polled flat out, the line is mostly busy with frames (the rest is turnaround)
     assert 0.6 < busy <= 1.0, busy
     assert np.isfinite(light) and np.isfinite(busy)
+
+
+async def test_rtu_over_tcp_through_a_converter(collector: Any, run_source: Any) -> None:
+    """One TCP connection carrying RTU frames for every meter, as a serial-to-Ethernet
+    converter does: one request at a time, CRCs checked."""
+    settings = WaterSimSettings(
+        model=ModelSettings(dmas=2),
+        tcp=False,
+        rtu_over_tcp=True,
+        faults=(FaultSpec("dma-02/pz-1", "crc"),),
+    )
+    async with WaterNetworkSim(settings) as sim:
+        registry = StreamRegistry()
+        modbus = sim.modbus_settings(interval=0.2, over_tcp=True, timeout=0.3)
+        assert modbus.lines[0].kind == "rtu_over_tcp"
+        source = ModbusSource(modbus, registry)
+        await run_source(source, 2.0, collector)
+    assert len(source.lanes) == 1  # one lane: the converter's line
+    status = {s.name: s.state for s in source.status()}
+    assert status == {
+        "dma-01/inlet": "up",
+        "dma-01/pz-1": "up",
+        "dma-02/inlet": "up",
+        "dma-02/pz-1": "bad_frame",
+    }
+    r = collector.merged().readings
+    flow = r.stream == registry.id_of("dma-02/inlet/flow_lps")
+    assert flow.sum() >= 3 and not r.quality[flow].any()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from firmware_sim.water import WaterNetworkSim
+from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
 from gateway.batch import Quality
 from gateway.drivers.modbus import DeviceSettings, ModbusSettings, ModbusSource
 from gateway.streams import StreamRegistry
@@ -89,3 +89,24 @@ async def test_unreachable_meters_get_bad_quality_and_others_keep_their_rate(  #
             assert status.failed_polls == status.polls >= 2, status
     good = r.stream == registry.id_of("dma-01/inlet/flow_lps")
     assert not r.quality[good].any() and np.isfinite(r.value[good]).all()
+
+
+async def test_alarm_bits_arrive_as_events(collector: Any, run_source: Any) -> None:
+    settings = WaterSimSettings(
+        model=ModelSettings(dmas=1, amr_per_dma=1),
+        speed=10.0,
+        faults=(
+            FaultSpec("dma-01/amr-001", "tamper", start_s=2.0, end_s=8.0),
+            FaultSpec("dma-01/pz-1", "low_battery", start_s=0.0),
+        ),
+    )
+    async with WaterNetworkSim(settings) as sim:
+        source = ModbusSource(sim.modbus_settings(interval=0.1), StreamRegistry())
+        await run_source(source, 1.3, collector)
+    events = [(e.asset, e.kind) for e in collector.merged().events]
+    assert events.count(("dma-01/amr-001", "tamper")) == 1
+    assert events.count(("dma-01/amr-001", "tamper_cleared")) == 1
+    assert events.index(("dma-01/amr-001", "tamper")) < events.index(
+        ("dma-01/amr-001", "tamper_cleared")
+    )
+    assert events.count(("dma-01/pz-1", "low_battery")) == 1
