@@ -9,20 +9,24 @@
 
 What each detector watches (thresholds in `WaterSettings`):
 
-- leak / night_flow: the mean inflow 02:00-04:00 local against the median of
-  the last `night_history` normal nights.
-- leak / inflow_cusum: each 15-minute inflow bin against the median of the
-  same bin in past weeks (past days until there are enough weeks), scaled by a
-  slowly tracked demand factor, fed into a one-sided CUSUM.
+- leak / inflow_level: the last day of 15-minute inflow bins fitted as
+  `a_day x profile + L` (one demand scale per local day absorbs weather and
+  demand shifts; a leak is the constant L), L against its own daily history.
+- leak / night_flow: the mean inflow 02:00-04:00 local against past nights of
+  the same day type; it opens a leak only when the inflow level agrees.
 - leak / mass_balance: inflow - outflow - consumption against its own level.
-- leak evidence or sensor_fault / drift: the inlet-to-point pressure
-  difference against its profile (a rise with a leak is evidence; a rise with
-  normal inflow is a drifting gauge).
-- burst: a held step up in the inflow residual or down in a pressure, within
-  `burst` minutes.
+- leak evidence / inflow_cusum: each bin against the learned time-of-week
+  profile (time of day per day type until weeks are learned), times a tracked
+  demand scale, into a one-sided CUSUM. It reacts to hot days as well, so it
+  adds evidence and an earlier start to an open leak rather than opening one.
+- sensor_fault / drift (or leak evidence): the inlet-to-point pressure loss
+  against its fitted curve c + k x flow^1.85, two-sided CUSUM.
+- burst: an abrupt, held step up in the inflow residual or down in a pressure,
+  opened 5 minutes after the step.
 - transient: on pressure streams at >= 100 Hz, onset within a sample of the
   crossing, with its peak in metres.
-- sensor_fault: stuck, spike, dropout, reverse_flow, drift.
+- sensor_fault: stuck, spike, dropout, reverse_flow, drift. Leak and burst
+  scores are ignored while an inflow meter is stuck or silent.
 
 Alerts carry data time only. The same readings give the same alerts whatever
 the batch size (the kernels work row by row in order; see the gap rule in
