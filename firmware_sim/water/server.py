@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -101,6 +102,12 @@ def build_meters(settings: WaterSimSettings, profiles: Mapping[str, Profile]) ->
     return meters
 
 
+def _bound_port(server: ModbusTcpServer) -> int:
+    """The port a server listening on port 0 got."""
+    listener = typing.cast(asyncio.Server, server.transport)
+    return int(listener.sockets[0].getsockname()[1])
+
+
 class WaterNetworkSim:
     def __init__(
         self,
@@ -158,29 +165,29 @@ class WaterNetworkSim:
                     )
                     await server.serve_forever(background=True)
                     self._servers.append(server)
-                    meter.tcp_port = server.transport.sockets[0].getsockname()[1]
+                    meter.tcp_port = _bound_port(server)
             if s.rtu_over_tcp:
-                server = ModbusTcpServer(
+                converter = ModbusTcpServer(
                     [self._simdevice(m) for m in self.devices],
                     framer=FramerType.RTU,
                     address=(s.host, 0),
                     trace_packet=self._tracer("rtu"),
                 )
-                await server.serve_forever(background=True)
-                self._servers.append(server)
-                self.rtu_tcp_port = server.transport.sockets[0].getsockname()[1]
+                await converter.serve_forever(background=True)
+                self._servers.append(converter)
+                self.rtu_tcp_port = _bound_port(converter)
             if s.rtu:
                 self.wire = PtyWire(baudrate=s.baudrate)
                 await self.wire.start()
-                server = ModbusSerialServer(
+                serial = ModbusSerialServer(
                     [self._simdevice(m) for m in self.devices],
                     port=self.wire.device_path,
                     baudrate=s.baudrate or 115200,
                     timeout=0.1,
                     trace_packet=self._tracer("rtu"),
                 )
-                await server.serve_forever(background=True)
-                self._servers.append(server)
+                await serial.serve_forever(background=True)
+                self._servers.append(serial)
                 self.rtu_port = self.wire.gateway_path
         except OSError:
             await self.stop()
@@ -188,7 +195,7 @@ class WaterNetworkSim:
 
     async def stop(self) -> None:
         for server in self._servers:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]
         self._servers.clear()
         if self.wire is not None:
             await self.wire.stop()
