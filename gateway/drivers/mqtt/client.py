@@ -34,7 +34,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.config import read_secret
 from gateway.logs import get_logger
 from gateway.pipeline.delivery import Backoff
 
@@ -98,6 +97,9 @@ class MqttSettings:
         return self.client_id or f"gateway-{socket.gethostname()}"
 
     def password(self) -> str | None:
+        # gateway.config imports these settings to compose its own: import it late
+        from gateway.config import read_secret  # noqa: PLC0415
+
         return read_secret(self.password_env, self.password_file, what="MQTT password")
 
 
