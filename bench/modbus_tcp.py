@@ -6,8 +6,8 @@ firmware_sim.water`), one pymodbus TCP server per meter on loopback. In this
 process, one at a time, alternating for `--rounds`:
 
 - raw: per meter, one AsyncModbusTcpClient awaiting the meter's planned reads
-  back to back (the inlet meter: fc 3 100+8 and fc 4 0+12; the pressure logger:
-  fc 3 0+6), counting replies. Nothing is decoded.
+  back to back (the inlet meter: fc 4 0+12; the pressure logger: fc 3 0+6),
+  counting replies. Nothing is decoded.
 - gateway: ModbusSource polling the same meters flat out (interval 1 µs, no
   jitter): the same requests, plus decoding, meter semantics, ReadingBatch
   building and an emit that counts rows.
@@ -80,7 +80,7 @@ def plans(meters: list[Meter]) -> dict[str, tuple[Request, ...]]:
     profiles = load_profiles(default_profiles_dir())
     return {
         m.name: plan_requests(
-            profiles[m.profile].points,
+            [p for p in profiles[m.profile].points if p.role != "info"],  # as the source polls
             merge=profiles[m.profile].merge_requests,
             max_gap=profiles[m.profile].max_gap,
         )

@@ -77,7 +77,7 @@ class Point:
     max: float = math.inf
     bit: int = 0  # for type "bit": which bit of the register, 0 = least significant
     length: int = 0  # for type "string": registers
-    role: Role = ""
+    role: Role = ""  # "info": a nameplate value read once when the device comes up
     rollover: float = 0.0  # for a totaliser: the scaled value at which it wraps to 0
     emit: bool = True  # False for points only used by others (strings, raw status)
 

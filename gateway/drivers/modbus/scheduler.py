@@ -35,7 +35,7 @@ from gateway.batch import NS_PER_S, Quality, ReadingBatch
 from gateway.drivers.modbus.meters import MeterState
 from gateway.drivers.modbus.plan import Request, plan_requests
 from gateway.drivers.modbus.profiles import Profile, SampleBlock
-from gateway.drivers.modbus.registers import Decoder, decoder
+from gateway.drivers.modbus.registers import Decoder, decode, decode_string, decoder
 from gateway.drivers.modbus.settings import DeviceSettings
 from gateway.drivers.modbus.transport import DeviceException, LinkError, ModbusLink
 from gateway.events import Event
@@ -57,6 +57,8 @@ class DevicePoll:
     timeout: float
     retries: int
     requests: tuple[Request, ...] = ()
+    info_requests: tuple[Request, ...] = ()
+    info: dict[str, str | float] = dataclasses.field(default_factory=dict)
     slots: list[list[tuple[int, int, Decoder]]] = dataclasses.field(default_factory=list)
     block_stream: int = -1
     state: str = "unknown"  # unknown, up, or the failure: timeout, bad_frame, exception...
@@ -74,9 +76,12 @@ class DevicePoll:
         s = self.settings
         merge = self.profile.merge_requests if s.merge_requests is None else s.merge_requests
         gap = self.profile.max_gap if s.max_gap is None else s.max_gap
-        self.requests = plan_requests(
-            self.profile.points, merge=merge, max_gap=gap, max_registers=self.profile.max_registers
-        )
+        limit = self.profile.max_registers
+        polled = [p for p in self.profile.points if p.role != "info"]
+        info = [p for p in self.profile.points if p.role == "info"]
+        self.requests = plan_requests(polled, merge=merge, max_gap=gap, max_registers=limit)
+        # nameplate points (serial number, firmware) are read when the device comes up
+        self.info_requests = plan_requests(info, merge=merge, max_gap=gap, max_registers=limit)
         self.rng = random.Random(s.name)
         # per request: (index in the meter's values, offset in the reply, its decoder)
         at = {p.name: i for i, p in enumerate(self.meter.points)}
@@ -264,12 +269,32 @@ class Lane:
         if dev.state != "up":
             log.info("device.up", device=dev.name, lane=self.name, after_failures=dev.failures)
             dev.state = "up"
+            await self._read_info(dev)
         dev.failures = 0
         dev.polls += 1
         interval = dev.settings.interval
         step = interval * (1 + dev.rng.uniform(-0.5, 0.5) * dev.settings.jitter)
         dev.next_due = max(dev.next_due + step, loop.time())
         await self.on_result(dev, readings, events)
+
+    async def _read_info(self, dev: DevicePoll) -> None:
+        """Read the nameplate points once; a failure here only leaves them unknown."""
+        unit = dev.settings.unit_id
+        for req in dev.info_requests:
+            read = functools.partial(
+                self.link.read, req.fc, req.address, req.count, unit, dev.timeout
+            )
+            try:
+                got = await self._transact(read, dev)
+            except LinkError as err:
+                log.warning("device.info_failed", device=dev.name, error=str(err))
+                return
+            for p in req.points:
+                off = p.address - req.address
+                regs = got[off : off + p.width]
+                dev.info[p.name] = decode_string(p, regs) if p.type == "string" else decode(p, regs)
+        if dev.info:
+            log.info("device.info", device=dev.name, **dev.info)
 
     def _retry_delay(self, dev: DevicePoll) -> float:
         interval = dev.settings.interval

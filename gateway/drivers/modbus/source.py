@@ -55,6 +55,7 @@ class DeviceStatus:
     last_error: str
     samples: int = 0
     sample_gaps: int = 0
+    info: Mapping[str, str | float] = dataclasses.field(default_factory=dict)
 
 
 def resolve_profiles_dir(configured: str) -> Path:
@@ -131,6 +132,7 @@ class ModbusSource:
                 p.last_error,
                 p.samples,
                 p.sample_gaps,
+                dict(p.info),
             )
             for p in self.polls
         ]

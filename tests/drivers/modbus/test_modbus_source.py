@@ -29,6 +29,10 @@ async def test_polls_simulated_dma_over_tcp(
     r = got.merged().readings
     assert source.devices_up() == 2
     assert len(r) > 0 and not r.quality.any()
+    # the nameplate is read once when the meter comes up, not on every poll
+    inlet = source.status()[0]
+    assert inlet.info == {"serial_number": "SIM00001"}
+    assert [r.fc for r in source.polls[0].requests] == [4]
 
     def values(name: str) -> np.ndarray:
         return r.value[r.stream == registry.id_of(name)]
