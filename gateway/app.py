@@ -1,25 +1,34 @@
 """`gateway run`: build the runtime from the settings and run it until a signal.
 
-    Settings --build_sources--> [ModbusSource]
-             --build_sinks----> [PostgresSink, SqliteSink]
+    Settings --build_sources--> [ModbusSource, MqttSource]
+             --build_stages---> [WaterDetectors, VehicleRules]   (numba kernels warmed first)
+             --build_sinks----> [PostgresSink, SqliteSink], each behind its durable Outbox
              ----------------> Runtime.run(stop) + /metrics endpoint
 
 Every part is built, and so every configuration error raised, before anything
-starts: a wrong profile name or an unreadable password file stops the daemon
-at start, not at 3 a.m.
+starts: a wrong profile name, an unreadable password file or a damaged outbox
+stops the daemon at start, not at 3 a.m.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.analytics import kernels, water
+from gateway.analytics.vehicle import VehicleRules
+from gateway.analytics.water import WaterDetectors
+from gateway.config import ConfigError
 from gateway.db.settings import SecretError
 from gateway.drivers.modbus.profiles import ProfileError
 from gateway.drivers.modbus.source import ModbusSource
+from gateway.drivers.mqtt.source import MqttSource
 from gateway.logs import get_logger
 from gateway.metrics import serve_metrics
-from gateway.runtime import Runtime, RuntimeSettings, Source, stop_on_signals
+from gateway.pipeline.outbox import Outbox, OutboxError, open_outboxes
+from gateway.pipeline.queue import PipelineQueue
+from gateway.runtime import Runtime, RuntimeSettings, Source, Stage, stop_on_signals
+from gateway.settings import Settings, load_settings
 from gateway.sinks.base import Sink
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
@@ -32,7 +41,22 @@ def build_sources(settings: Settings, registry: StreamRegistry) -> list[Source]:
     sources: list[Source] = []
     if settings.modbus.devices:
         sources.append(ModbusSource(settings.modbus, registry))
+    if settings.mqtt is not None:
+        settings.mqtt.broker.password()  # an unreadable secret stops us now, not at connect
+        sources.append(MqttSource(settings.mqtt, registry))
     return sources
+
+
+def build_stages(settings: Settings, registry: StreamRegistry) -> list[Stage]:
+    stages: list[Stage] = []
+    kernels.warm_up()
+    if settings.dma:
+        water.warm_up()
+        stages.append(WaterDetectors(registry, settings.dma, settings.water))
+    if settings.mqtt is not None:
+        VehicleRules.warm_up()
+        stages.append(VehicleRules(settings.vehicle_rules, registry))
+    return stages
 
 
 def build_sinks(settings: Settings, registry: StreamRegistry) -> list[Sink]:
@@ -59,15 +83,22 @@ def build_sinks(settings: Settings, registry: StreamRegistry) -> list[Sink]:
 def build_runtime(settings: Settings) -> Runtime:
     registry = StreamRegistry()
     p = settings.pipeline
+    sinks = build_sinks(settings, registry)
+    queue_for: Callable[[Sink], PipelineQueue] | None = None
+    if p.durable:
+        boxes: dict[str, Outbox] = open_outboxes([s.name for s in sinks], settings.outbox)
+        queue_for = lambda sink: boxes[sink.name]  # noqa: E731 - the seam takes a callable
     return Runtime(
         build_sources(settings, registry),
-        build_sinks(settings, registry),
+        sinks,
+        build_stages(settings, registry),
         settings=RuntimeSettings(
             queue_max_bytes=p.queue_max_bytes,
             batch_max_rows=p.batch_max_rows,
             batch_max_seconds=p.batch_max_seconds,
             drain_timeout=p.drain_timeout,
         ),
+        queue_for=queue_for,
     )
 
 
@@ -77,7 +108,12 @@ async def serve(settings: Settings, runtime: Runtime) -> None:
     m = settings.metrics
     server = None
     if m.enabled:
-        parts: list[object] = [runtime, *runtime.sources, *runtime.sinks]
+        parts: list[object] = [
+            runtime,
+            *runtime.sources,
+            *runtime.sinks,
+            *(d.queue for d in runtime.deliveries),
+        ]
         server = await serve_metrics(parts, m.host, m.port)
     try:
         await runtime.run(stop)
@@ -91,7 +127,7 @@ def run_gateway(path: str) -> int:
     settings = load_settings(path)
     try:
         runtime = build_runtime(settings)
-    except (SecretError, ProfileError) as err:
+    except (SecretError, ProfileError, OutboxError) as err:
         raise ConfigError(path, "", str(err)) from err
     if not runtime.sources:
         log.warning("gateway.idle", reason="no sources configured ([modbus] devices, [mqtt])")

@@ -6,11 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from firmware_sim.buses import cli as buses_cli
 from firmware_sim.water import cli as water_cli
-from gateway import __version__
-from gateway.config import ConfigError, load_settings
+from gateway import __version__, alertdesk, replay
+from gateway.config import ConfigError
 from gateway.db import command as db_command
 from gateway.logs import configure_logging
+from gateway.pipeline import outbox
+from gateway.settings import load_settings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -20,7 +23,12 @@ examples:
   gateway demo --duration 20            simulated meters -> Modbus TCP -> PostgreSQL, for 20 s
   gateway check-config -c config/gateway.example.toml
   gateway run -c /etc/gateway/gateway.toml --log-json
-  gateway sim water --help              simulated water network over Modbus
+  gateway sim water --dmas 2            simulated water network over Modbus TCP
+  gateway sim buses --help              simulated buses publishing over MQTT
+  gateway db migrate --dsn postgresql://postgres@127.0.0.1/gateway
+  gateway replay --readings dma.csv --config gateway.toml --alerts-out alerts.jsonl
+  gateway alerts --dsn postgresql://postgres@127.0.0.1/gateway --kind leak
+  gateway outbox stats
 
 Each command has its own --help with examples.
 """
@@ -130,11 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         "sim",
         help="simulated field devices that speak the real protocols",
         description="Simulated field devices that speak the real protocols.",
-        epilog="examples:\n  gateway sim water --dmas 3 --speed 60\n",
+        epilog="examples:\n"
+        "  gateway sim water --dmas 3 --speed 60\n"
+        "  gateway sim buses --buses 50\n",
         formatter_class=_formatter,
     )
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
     water_cli.register(sim_sub)
+    buses_cli.register(sim_sub)
+    replay.register(sub)
+    alertdesk.register(sub)
+    outbox.register(sub)
     db_command.register(sub)
     return parser
 

@@ -1,7 +1,7 @@
-"""Configuration: one TOML file, loaded into typed, validated, frozen settings.
+"""Configuration: TOML tables checked against typed, frozen settings.
 
 Each part of the gateway declares its settings as a frozen dataclass with
-defaults; `Settings` composes them. `convert` walks a dataclass's type hints
+defaults; `gateway.settings.Settings` composes them. `convert` walks a dataclass's type hints
 and checks the TOML against them, so every error names the file, the key and
 what to write instead:
 
@@ -18,16 +18,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-from gateway.db.settings import PostgresSettings
-from gateway.drivers.modbus.settings import ModbusSettings
-from gateway.logs import LogFormat
 
 T = TypeVar("T")
 
@@ -230,76 +225,3 @@ def read_secret(env: str | None, file: str | None, *, what: str) -> str | None:
                 file, "", f"cannot read the {what}: {err.strerror}; check the path and permissions"
             ) from err
     return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    id: str = dataclasses.field(
-        default="gateway-01", metadata={"help": "unique name of this gateway in the central DB"}
-    )
-    timezone: str = "Asia/Kolkata"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LogSettings:
-    format: LogFormat = "kv"
-    level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PipelineSettings:
-    queue_max_bytes: int = 64 * 1024 * 1024
-    batch_max_rows: int = 50_000
-    batch_max_seconds: float = 1.0
-    drain_timeout: float = 10.0
-    sinks: tuple[Literal["postgres", "sqlite"], ...] = dataclasses.field(
-        default=("postgres",), metadata={"help": "where data goes: postgres, sqlite or both"}
-    )
-
-    def __post_init__(self) -> None:
-        if not self.sinks:
-            raise ValueError('sinks is empty; write sinks = ["postgres"] or ["sqlite"]')
-        if self.queue_max_bytes < 1024 * 1024:
-            raise ValueError("queue_max_bytes must be at least 1048576 (1 MiB)")
-        if self.batch_max_rows < 1 or self.batch_max_seconds <= 0:
-            raise ValueError("batch_max_rows and batch_max_seconds must be positive")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SqliteSettings:
-    path: str = dataclasses.field(
-        default="var/gateway.sqlite", metadata={"help": "embedded store on the gateway's disk"}
-    )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MetricsSettings:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = dataclasses.field(default=9108, metadata={"help": "GET /metrics on this port"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
-    gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
-    log: LogSettings = dataclasses.field(default_factory=LogSettings)
-    pipeline: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
-    postgres: PostgresSettings = dataclasses.field(default_factory=PostgresSettings)
-    sqlite: SqliteSettings = dataclasses.field(default_factory=SqliteSettings)
-    metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
-    modbus: ModbusSettings = dataclasses.field(default_factory=ModbusSettings)
-
-
-def load_settings(path: str | Path) -> Settings:
-    """Read and validate a gateway TOML file."""
-    file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as err:
-        raise ConfigError(
-            file, "", "no such file; copy config/gateway.example.toml and edit it"
-        ) from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(file, "", f"not valid TOML: {err}") from err
-    return convert(Settings, data, file=file)

@@ -44,7 +44,6 @@ import math
 import re
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,9 @@ from gateway.analytics.water import WaterDetectors
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.batch import AggregateBatch, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.config import ConfigError, convert
+from gateway.config import ConfigError
 from gateway.events import Alert, AlertState
+from gateway.settings import load_settings
 from gateway.streams import StreamNameError, StreamRegistry, split_stream_name
 
 _OFFSET = re.compile(r"^(.*?)(Z|[+-]\d{2}:?\d{2})$")
@@ -219,30 +219,10 @@ def parse_readings(path: Path) -> ParsedCsv:
 
 
 def load_water_config(path: Path) -> tuple[list[DmaSettings], WaterSettings]:
-    """The `[[dma]]` array and the optional `[water]` table of a gateway TOML.
-
-    Uses `gateway.config.load_settings` once `Settings` has these sections;
-    until then reads just those two keys (other sections are ignored here).
-    """
-    from gateway import config  # noqa: PLC0415 - read late: the lead may extend Settings
-
-    fields = {f.name for f in dataclasses.fields(config.Settings)}
-    if {"dma", "water"} <= fields:
-        settings: Any = config.load_settings(path)
-        return list(settings.dma), settings.water
-    file = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(file, "", f"cannot read: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(file, "", f"not valid TOML: {err}") from err
-    raw = data.get("dma", [])  # none is fine: then only --scores-out has anything to say
-    if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
-        raise ConfigError(file, "dma", 'use [[dma]] tables with name = "..." and inflow = [...]')
-    dmas = [convert(DmaSettings, d, file=file, key=f"dma[{i}]") for i, d in enumerate(raw)]
-    water = convert(WaterSettings, data.get("water", {}), file=file, key="water")
-    return dmas, water
+    """The `[[dma]]` array and the optional `[water]` table of a gateway TOML
+    (the whole file is checked, as `gateway run` would)."""
+    settings = load_settings(path)
+    return list(settings.dma), settings.water
 
 
 @dataclasses.dataclass(slots=True)

@@ -11,11 +11,15 @@ import pytest
 
 from firmware_sim.water.model import ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
-from gateway.config import ConfigError, load_settings
+from gateway.config import ConfigError
 from gateway.db.migrate import migrate
+from gateway.pipeline.outbox import read_stats
+from gateway.settings import load_settings
 
 
-def config_for(sim: WaterNetworkSim, tmp_path: Path, dsn: str, *, drain: float = 10.0) -> Path:
+def config_for(
+    sim: WaterNetworkSim, tmp_path: Path, dsn: str, *, drain: float = 10.0, durable: bool = True
+) -> Path:
     devices = "\n".join(
         f"""
 [[modbus.devices]]
@@ -36,6 +40,9 @@ id = "test-gw"
 [pipeline]
 batch_max_seconds = 0.2
 drain_timeout = {drain}
+durable = {str(durable).lower()}
+[outbox]
+directory = "{tmp_path / "outbox"}"
 [postgres]
 dsn = "{dsn}"
 connect_timeout = 1.0
@@ -93,10 +100,14 @@ async def test_sigterm_drains_flushes_and_exits_zero(pg_dsn: str, tmp_path: Path
     assert await stored(pg_dsn) == written, "every confirmed row is in the table, once"
 
 
-async def test_unreachable_database_does_not_crash_the_daemon(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durable", [True, False], ids=["outbox", "memory"])
+async def test_unreachable_database_does_not_crash_the_daemon(
+    tmp_path: Path, durable: bool
+) -> None:
     dead = "postgresql://postgres@127.0.0.1:1/nowhere"
     async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
-        proc = await start_gateway(config_for(sim, tmp_path, dead, drain=1.0))
+        config = config_for(sim, tmp_path, dead, drain=1.0, durable=durable)
+        proc = await start_gateway(config)
         await asyncio.sleep(4)
         assert proc.returncode is None, "the daemon must keep running without its database"
         proc.send_signal(signal.SIGTERM)
@@ -105,8 +116,14 @@ async def test_unreachable_database_does_not_crash_the_daemon(tmp_path: Path) ->
     assert proc.returncode == 0, log
     assert log.count("event=sink.down") == 1, "logged once per change of state"
     assert "event=device.up" in log
-    held = re.search(r"event=delivery.abandoned sink=postgres rows=(\d+)", log)
-    assert held and int(held[1]) > 0, "readings were held in memory while the database was away"
+    if durable:
+        held = re.search(r"event=delivery.retained sink=postgres rows=(\d+)", log)
+        assert held and int(held[1]) > 0, log
+        on_disk = read_stats(tmp_path / "outbox" / "outbox-postgres.sqlite")
+        assert on_disk.rows == int(held[1]), "the outbox keeps them for the next start"
+    else:
+        held = re.search(r"event=delivery.abandoned sink=postgres rows=(\d+)", log)
+        assert held and int(held[1]) > 0, "readings were held in memory while the database was away"
 
 
 def test_bad_device_wiring_is_refused_before_start(tmp_path: Path) -> None:

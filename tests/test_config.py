@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, Settings, load_settings, read_secret
+from gateway.config import ConfigError, read_secret
+from gateway.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,8 @@ def test_example_config_parses() -> None:
 
 def test_empty_file_gives_defaults_that_work(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""))
-    assert settings.gateway.timezone == "Asia/Kolkata"
+    assert settings.water.timezone == "Asia/Kolkata"
+    assert settings.mqtt is None and settings.dma == ()
     assert settings.pipeline.queue_max_bytes > 0
 
 

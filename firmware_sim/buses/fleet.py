@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import random
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from firmware_sim.buses.routes import Route, offset
@@ -244,7 +245,7 @@ class Bus:
     def _topic(self, kind: str) -> str:
         return data_topic(self.id, kind, self.settings.prefix)  # type: ignore[arg-type]
 
-    def _json(self, kind: str, body: dict[str, object]) -> Message:
+    def _json(self, kind: str, body: Mapping[str, object]) -> Message:
         payload = {"v": 1, "vehicle": self.id, **body, "seq": self._next_seq(kind)}
         return Message(self._topic(kind), json.dumps(payload).encode(), self.settings.qos)
 

@@ -43,7 +43,7 @@ class BusPublisher:
         )
         self.client.max_inflight_messages_set(target.max_inflight)
         self.client.max_queued_messages_set(0)  # unlimited: never drop on our side
-        self.client.reconnect_delay_set(0.2, 2.0)
+        self.client.reconnect_delay_set(1, 2)
         if target.username is not None:
             password = os.environ.get(target.password_env) if target.password_env else None
             self.client.username_pw_set(target.username, password)
