@@ -37,7 +37,8 @@ from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 
 STREAMS = 100
-T0 = 1_764_288_000 * NS_PER_S
+DAY = 86_400 * NS_PER_S
+T0 = (time.time_ns() // DAY - 1) * DAY  # recent: retention keeps it
 
 
 def second(k: int, rate: int) -> Bundle:

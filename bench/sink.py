@@ -34,7 +34,8 @@ from gateway.db.migrate import migrate
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 
-T0 = 1_764_288_000 * NS_PER_S
+DAY = 86_400 * NS_PER_S
+T0 = (time.time_ns() // DAY - 1) * DAY  # recent: retention keeps it
 
 
 def bundles(rows: int, size: int, streams: int) -> list[Bundle]:

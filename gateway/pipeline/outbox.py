@@ -19,7 +19,9 @@ file that `gateway outbox stats` can read while the gateway writes
 Each bundle is split in two entries by class: `raw` (readings, fixes, rejects),
 which the disk quota may shed oldest-first, and `keep` (aggregates, events,
 alerts), which is never shed. Shedding is counted in the file, logged, and
-shown by `gateway outbox stats`.
+shown by `gateway outbox stats`. (A write whose COMMIT reached the database but
+whose reply was lost stays in the outbox; if the quota sheds it later, the
+shed count includes rows the database has: it may over-count by that write.)
 
 Live first: entries younger than `live_window_s` go out before older ones, so
 after an outage the PIS and the control room see now, not an hour ago; the

@@ -206,7 +206,7 @@ class PostgresSink:
         self._raw = np.zeros(0, np.bool_)  # local stream id -> store raw readings?
         self._vehicles = np.full(0, -1, np.int32)  # local vehicle id -> vehicles.id
         self._mode: str | None = None
-        self._last_prune = 0.0
+        self._last_prune = float("-inf")  # prune at the first write, then hourly
 
     @classmethod
     def from_settings(

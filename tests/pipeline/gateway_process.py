@@ -32,7 +32,7 @@ from gateway.runtime import Emit, Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 
-T0 = 1_764_288_000 * 1_000_000_000
+T0 = 0  # set from --t0: the test's origin, so both agree on what value sits at which ts
 
 
 def batch(start: int, n: int) -> Bundle:
@@ -94,7 +94,10 @@ async def main() -> int:
     p.add_argument("--drain", action="store_true")
     p.add_argument("--rows", type=int, default=500)
     p.add_argument("--limit", type=int, default=10**9)
+    p.add_argument("--t0", type=int, required=True, help="ns of reading 0")
     args = p.parse_args()
+    global T0  # noqa: PLW0603 - a script's one setting, read by batch()
+    T0 = args.t0
     registry = StreamRegistry()
     registry.register("dma-01/inlet/flow_lps", "L/s", "flow")
     sink = KillingSink(

@@ -37,7 +37,10 @@ from gateway.streams import StreamRegistry
 
 HERE = Path(__file__).resolve().parent
 PROCESS = HERE / "gateway_process.py"
-T0 = 1_764_288_000 * 1_000_000_000
+DAY = 86_400 * 1_000_000_000
+T0 = (
+    time.time_ns() // DAY - 1
+) * DAY  # yesterday 00:00 UTC: recent, so retention (30 days of raw readings) keeps it
 
 
 def stored(dsn: str) -> tuple[int, int, int]:
@@ -52,7 +55,15 @@ def stored(dsn: str) -> tuple[int, int, int]:
 
 def assert_exactly_once(dsn: str, accepted: int) -> None:
     rows, distinct, top = stored(dsn)
-    assert rows == distinct == top, f"gaps or duplicates: {rows} rows, {distinct} distinct, {top}"
+    if not rows == distinct == top:
+        with psycopg.connect(dsn) as conn:
+            gaps = conn.execute(
+                "SELECT min(v), max(v) FROM (SELECT v, v - row_number() OVER (ORDER BY v) AS g "
+                "FROM (SELECT generate_series(0, %s - 1) AS v "
+                "EXCEPT SELECT value::bigint FROM readings) m) x GROUP BY g ORDER BY 1",
+                (top,),
+            ).fetchall()
+        raise AssertionError(f"{rows} rows, {distinct} distinct, top {top}; missing {gaps}")
     assert top >= accepted, f"accepted {accepted} readings but only {top} are stored"
     with psycopg.connect(dsn) as conn:
         bad = conn.execute(
@@ -66,7 +77,16 @@ def assert_exactly_once(dsn: str, accepted: int) -> None:
 def run_process(dsn: str, tmp: Path, *args: str, timeout: float = 60) -> int:
     env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
     proc = subprocess.run(
-        [sys.executable, str(PROCESS), dsn, str(tmp / "outbox.sqlite"), str(tmp / "mark"), *args],
+        [
+            sys.executable,
+            str(PROCESS),
+            dsn,
+            str(tmp / "outbox.sqlite"),
+            str(tmp / "mark"),
+            "--t0",
+            str(T0),
+            *args,
+        ],
         env=env,
         timeout=timeout,
         capture_output=True,
@@ -108,7 +128,7 @@ def test_kill_9_at_random_moments_then_restart(pg_dsn: str, tmp_path: Path) -> N
     asyncio.run(migrate(pg_dsn))
     env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
     args = [sys.executable, str(PROCESS), pg_dsn, str(tmp_path / "outbox.sqlite")]
-    args.append(str(tmp_path / "mark"))
+    args += [str(tmp_path / "mark"), "--t0", str(T0)]
     rng = np.random.default_rng(5)
     for delay in rng.uniform(0.8, 2.0, size=3):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -193,6 +213,7 @@ class RecordingSink(PostgresSink):
         super().__init__(*a, **kw)
         self.written: list[tuple[float, int, int]] = []  # (monotonic, min value, max value)
         self.copying = asyncio.Event()
+        self.pause_copy: asyncio.Event | None = None  # set: the next COPY stops half-way
 
     async def write(self, bundle: Bundle) -> None:
         await super().write(bundle)
@@ -201,8 +222,16 @@ class RecordingSink(PostgresSink):
             self.written.append((time.monotonic(), int(v.min()), int(v.max())))
 
     async def _copy(self, cur: Any, target: str, payload: bytes) -> None:  # type: ignore[override]
-        self.copying.set()
-        await PostgresSink._copy(cur, target, payload)
+        pause, self.pause_copy = self.pause_copy, None
+        if pause is None:
+            await PostgresSink._copy(cur, target, payload)
+            return
+        # half the payload sent, then hold the COPY open until the test says go
+        async with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)".encode()) as copy:
+            await copy.write(payload[: len(payload) // 2])
+            self.copying.set()
+            await pause.wait()
+            await copy.write(payload[len(payload) // 2 :])
 
 
 def registry() -> StreamRegistry:
@@ -339,16 +368,19 @@ async def test_postgresql_restart_in_the_middle_of_a_copy(
     runtime = Runtime([source], [sink], settings=settings, queue_for=lambda _: outbox)
     runtime.deliveries[0].backoff = fast_backoff()
     async with running(runtime):
-        for _ in range(2):
+        for k in range(2):
             await asyncio.sleep(0.5)
+            go = asyncio.Event()
             sink.copying.clear()
-            await asyncio.wait_for(sink.copying.wait(), 10)
-            await asyncio.to_thread(restart)  # the COPY under way is cut off
+            sink.pause_copy = go
+            await asyncio.wait_for(sink.copying.wait(), 10)  # half a COPY is on the wire
+            await asyncio.to_thread(restart)
+            go.set()  # the rest of the COPY meets a server that was restarted under it
+            await asyncio.sleep(0.2)
+            assert runtime.deliveries[0].stats.write_failures >= k + 1
         await asyncio.sleep(1.0)
         source.running = False
         await wait_until_drained(outbox, 30)
-        stats = runtime.deliveries[0].stats
-        assert stats.write_failures >= 1, "the restart interrupted a write"
     assert_exactly_once(dsn, source.accepted)
 
 
@@ -399,7 +431,10 @@ async def test_disk_quota_during_an_outage_sheds_raw_readings_and_keeps_alerts(
     shed_rows = outbox.stats().shed_rows
     rows, distinct, _ = stored(pg_dsn)
     assert rows == distinct
-    assert rows + shed_rows == source.accepted, "every reading is stored or counted as shed"
+    # Every reading is stored or counted as shed. The count may exceed by the one
+    # write in flight when the link was cut: its COMMIT may have landed without
+    # the reply, so the outbox kept (and later shed) what the database has.
+    assert 0 <= rows + shed_rows - source.accepted <= settings.batch_max_rows
     with psycopg.connect(pg_dsn) as conn:
         ids = {r[0] for r in conn.execute("SELECT id FROM alerts")}
     assert ids == set(source.alerts), "no alert is ever shed"

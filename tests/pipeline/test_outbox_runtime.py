@@ -4,6 +4,7 @@ stays on disk and goes out after the next start."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from gateway.runtime import Emit, Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 
-T0 = 1_764_288_000 * 1_000_000_000
+DAY = 86_400 * 1_000_000_000
+T0 = (
+    time.time_ns() // DAY - 1
+) * DAY  # yesterday 00:00 UTC: recent, so retention (30 days of raw readings) keeps it
 
 
 class Burst:

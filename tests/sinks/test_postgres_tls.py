@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gateway.sinks.base import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 
+NOW = time.time_ns()
 PG_BIN = Path(os.environ.get("GATEWAY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -96,7 +98,7 @@ async def test_verify_full_connects_and_writes(tls_cluster: tuple[int, Path]) ->
     await sink.open()
     try:
         await sink.write(
-            Bundle(readings=ReadingBatch.of(np.arange(5) * 1000, np.zeros(5), np.ones(5)))
+            Bundle(readings=ReadingBatch.of(NOW + np.arange(5) * 1000, np.zeros(5), np.ones(5)))
         )
     finally:
         await sink.close()
@@ -116,6 +118,6 @@ async def test_a_server_certificate_from_another_ca_is_refused(
     await sink.open()
     try:
         with pytest.raises(SinkUnavailable, match="certificate verify failed"):
-            await sink.write(Bundle(readings=ReadingBatch.of([1], [0], [1.0])))
+            await sink.write(Bundle(readings=ReadingBatch.of([NOW], [0], [1.0])))
     finally:
         await sink.close()
