@@ -2,7 +2,8 @@
 
     Settings --build_sources--> [ModbusSource, MqttSource]
              --build_stages---> [WaterDetectors, VehicleRules]   (numba kernels warmed first)
-             --build_sinks----> [PostgresSink, SqliteSink], each behind its durable Outbox
+             --build_sinks----> [PostgresSink, SqliteSink] each behind a durable Outbox,
+                                [MqttSink] (alerts, retained vehicle status) behind memory
              ----------------> Runtime.run(stop) + /metrics endpoint
 
 Every part is built, and so every configuration error raised, before anything
@@ -13,7 +14,6 @@ stops the daemon at start, not at 3 a.m.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from gateway.analytics import kernels, water
 from gateway.analytics.vehicle import VehicleRules
@@ -26,10 +26,11 @@ from gateway.drivers.mqtt.source import MqttSource
 from gateway.logs import get_logger
 from gateway.metrics import serve_metrics
 from gateway.pipeline.outbox import Outbox, OutboxError, open_outboxes
-from gateway.pipeline.queue import PipelineQueue
+from gateway.pipeline.queue import BundleQueue, PipelineQueue
 from gateway.runtime import Runtime, RuntimeSettings, Source, Stage, stop_on_signals
 from gateway.settings import Settings, load_settings
 from gateway.sinks.base import Sink
+from gateway.sinks.mqtt import MqttSink
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry
@@ -77,6 +78,9 @@ def build_sinks(settings: Settings, registry: StreamRegistry) -> list[Sink]:
         )
     if "sqlite" in settings.pipeline.sinks:
         sinks.append(SqliteSink(settings.sqlite.path, registry))
+    if settings.publish is not None:
+        settings.publish.broker.password()  # an unreadable secret stops us now
+        sinks.append(MqttSink(settings.publish, registry))
     return sinks
 
 
@@ -84,10 +88,15 @@ def build_runtime(settings: Settings) -> Runtime:
     registry = StreamRegistry()
     p = settings.pipeline
     sinks = build_sinks(settings, registry)
-    queue_for: Callable[[Sink], PipelineQueue] | None = None
-    if p.durable:
-        boxes: dict[str, Outbox] = open_outboxes([s.name for s in sinks], settings.outbox)
-        queue_for = lambda sink: boxes[sink.name]  # noqa: E731 - the seam takes a callable
+    # the MQTT feed is live-only (its alerts are stored by the database sinks too),
+    # so it gets a queue in memory; the database sinks each get a durable outbox
+    stored = [s.name for s in sinks if not isinstance(s, MqttSink)]
+    boxes: dict[str, Outbox] = open_outboxes(stored, settings.outbox) if p.durable else {}
+
+    def queue_for(sink: Sink) -> PipelineQueue:
+        box = boxes.get(sink.name)
+        return box if box is not None else BundleQueue(p.queue_max_bytes)
+
     return Runtime(
         build_sources(settings, registry),
         sinks,

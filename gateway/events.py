@@ -17,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 
 class AlertState(enum.StrEnum):
@@ -39,6 +42,26 @@ def alert_id(kind: str, asset: str, opened_at: int) -> str:
     same id in the field and in replay, which makes writes idempotent."""
     digest = hashlib.blake2b(f"{kind}|{asset}|{opened_at}".encode(), digest_size=8)
     return digest.hexdigest()
+
+
+def jsonable(value: Any) -> Any:
+    """Evidence and event data as strict JSON: no NaN or inf (null), no numpy
+    types (their Python values), bytes as hex, anything else as its str()."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def _frozen(evidence: Mapping[str, Any]) -> Mapping[str, Any]:

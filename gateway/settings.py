@@ -1,7 +1,7 @@
 """The gateway's settings: one TOML file, one frozen dataclass per part.
 
     [gateway] [log] [pipeline] [postgres] [sqlite] [metrics] [outbox]
-    [modbus] [mqtt] [vehicle_rules] [[dma]] [water]
+    [modbus] [mqtt] [publish] [vehicle_rules] [[dma]] [water]
 
 `load_settings(path)` reads and checks the whole file before anything starts;
 `config/gateway.example.toml` shows every section.
@@ -22,6 +22,7 @@ from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.drivers.mqtt.source import MqttSourceSettings
 from gateway.logs import LogFormat
 from gateway.pipeline.outbox import OutboxSettings
+from gateway.sinks.mqtt import MqttPublishSettings
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class Settings:
     outbox: OutboxSettings = dataclasses.field(default_factory=OutboxSettings)
     modbus: ModbusSettings = dataclasses.field(default_factory=ModbusSettings)
     mqtt: MqttSourceSettings | None = None
+    publish: MqttPublishSettings | None = None
     vehicle_rules: VehicleRulesSettings = dataclasses.field(default_factory=VehicleRulesSettings)
     dma: tuple[DmaSettings, ...] = ()
     water: WaterSettings = dataclasses.field(default_factory=WaterSettings)

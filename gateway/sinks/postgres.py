@@ -37,7 +37,7 @@ from gateway.bundle import Bundle
 from gateway.db import pgcopy
 from gateway.db.pgcopy import Column
 from gateway.db.settings import DEFAULT_RETENTION, PostgresSettings, RetentionSettings
-from gateway.events import Alert
+from gateway.events import Alert, jsonable
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.sinks.base import SinkRejected, SinkUnavailable
@@ -148,25 +148,8 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _jsonable(value: Any) -> Any:
-    """Evidence and event data as JSON PostgreSQL accepts: no NaN, no numpy types."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, bytes):
-        return value.hex()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 def _jsonb(value: Mapping[str, Any]) -> Jsonb:
-    return Jsonb(_jsonable(value), dumps=lambda obj: json.dumps(obj, allow_nan=False))
+    return Jsonb(jsonable(value), dumps=lambda obj: json.dumps(obj, allow_nan=False))
 
 
 class PostgresSink:

@@ -139,6 +139,7 @@ class MqttClient:
         self._paused = False
         self._connack: asyncio.Future[tuple[int, bool]] | None = None
         self._lost: asyncio.Future[str] | None = None
+        self._acks: dict[int, asyncio.Future[None]] = {}  # mid -> PUBACK of our publishes
         self.connected = asyncio.Event()
 
     # -- the public surface -------------------------------------------------------------
@@ -178,6 +179,30 @@ class MqttClient:
         finally:
             self._close()
 
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish; at QoS 1 return once the broker has acknowledged it. Raises
+        MqttError when not connected, or when the connection drops first."""
+        client = self._client
+        if client is None or self._loop is None or not self.connected.is_set():
+            raise MqttError("not connected to the broker")
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        if qos == 0:
+            return
+        # the PUBACK is read in _readable, on this loop, so it cannot beat this line
+        ack = self._acks[info.mid] = self._loop.create_future()
+        try:
+            await asyncio.wait_for(ack, self.settings.connect_timeout_s)
+        except TimeoutError as err:
+            raise MqttError(
+                f"no PUBACK for {topic} within {self.settings.connect_timeout_s} s"
+            ) from err
+        finally:
+            self._acks.pop(info.mid, None)
+
     def pause(self) -> None:
         """Stop reading: the broker holds (or, past its limits, drops) what comes next."""
         if not self._paused:
@@ -215,6 +240,7 @@ class MqttClient:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -269,6 +295,8 @@ class MqttClient:
         )
 
     def _subscribe(self, client: paho.Client) -> None:
+        if not self.topics:  # a publish-only client
+            return
         qos = self.settings.qos
         if self._protocol == "5":
             client.subscribe([(t, SubscribeOptions(qos=qos)) for t in self.topics])
@@ -337,6 +365,10 @@ class MqttClient:
     def _resolve_lost(self, reason: str) -> None:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(reason)
+        for ack in self._acks.values():
+            if not ack.done():
+                ack.set_exception(MqttError(f"connection lost before PUBACK: {reason}"))
+                ack.exception()  # retrieved here so an abandoned future does not warn
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(MqttError(f"connection closed before CONNACK: {reason}"))
             self._connack.exception()  # retrieved here so an abandoned future does not warn
@@ -348,6 +380,18 @@ class MqttClient:
         except UnicodeDecodeError:  # MQTT requires UTF-8 topics; let the caller refuse it
             topic = "\ufffd"
         self.on_message(topic, bytes(message.payload))
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        ack = self._acks.get(mid)
+        if ack is not None and not ack.done():
+            ack.set_result(None)
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._call(self._watch, sock)
