@@ -94,15 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "demo",
         _demo,
-        summary="run simulated water meters through the gateway into PostgreSQL",
+        summary="run simulated meters and buses through the gateway into PostgreSQL",
         examples="  gateway demo --duration 20\n"
         "  gateway demo --duration 0 --dmas 4      run until Ctrl-C\n"
+        "  gateway demo --duration 90 --buses 50   bus alerts from injected faults\n"
         "  gateway demo --dsn postgresql://postgres@db.local/gateway_demo\n",
     )
     demo.add_argument(
         "--duration", type=float, default=30.0, help="seconds to run; 0 runs until Ctrl-C"
     )
-    demo.add_argument("--dmas", type=int, default=2, help="simulated DMAs (3 meters each)")
+    demo.add_argument("--dmas", type=int, default=2, help="simulated DMAs (2 meters each)")
+    demo.add_argument("--buses", type=int, default=10, help="simulated buses over MQTT; 0 for none")
+    demo.add_argument(
+        "--no-rtu",
+        dest="rtu",
+        action="store_false",
+        help="poll every meter over TCP (default: even DMAs over RTU on a pty)",
+    )
     demo.add_argument(
         "--dsn",
         default="postgresql://postgres@127.0.0.1:5432/gateway_demo",

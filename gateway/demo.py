@@ -1,9 +1,12 @@
 """`gateway demo`: the whole path on one machine, with a live summary.
 
-firmware_sim WaterNetworkSim --Modbus TCP (127.0.0.1)--> ModbusSource --> Runtime
-                                                                           |
-                                    PostgresSink (gateway_demo) <----------+
-                                    or SqliteSink when PostgreSQL is unreachable
+firmware_sim WaterNetworkSim --Modbus TCP and RTU on a pty--> ModbusSource --+
+firmware_sim bus Fleet ------MQTT (local Mosquitto)---------> MqttSource ----+
+                                                                             v
+              stages: WaterDetectors, VehicleRules, AlertPrinter (prints alerts)
+                                                                             v
+                   durable Outbox --> PostgresSink (gateway_demo)
+                                      or SqliteSink when PostgreSQL is unreachable
 """
 
 from __future__ import annotations
@@ -11,27 +14,110 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TextIO
 
 import psycopg
 
+from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings
+from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
+from firmware_sim.buses.routes import PmpmlRoutes
 from firmware_sim.water.model import ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
+from gateway.analytics import kernels
+from gateway.analytics.vehicle import VehicleRules
+from gateway.analytics.vehicle_settings import VehicleRulesSettings
+from gateway.bundle import Bundle
 from gateway.db.migrate import MigrationError, ensure_database
+from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.drivers.modbus.source import ModbusSource
-from gateway.runtime import Runtime, RuntimeSettings, stop_on_signals
+from gateway.drivers.mqtt.client import MqttSettings
+from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.events import AlertState
+from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.runtime import Runtime, RuntimeSettings, Source, Stage, stop_on_signals
 from gateway.sinks.base import Sink
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry
 
 DEMO_GATEWAY_ID = "demo-gateway"
+# injected into the simulated fleet: kind:bus:at_s[:duration_s]
+DEMO_FAULTS = ("panic:1:8", "gps_jump:2:12", "dtc:3:16:600", "overheat:0:5:600")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(Demo(args, sys.stdout).run())
+
+
+class AlertPrinter:
+    """The demo's last stage: one line per alert as it opens or clears."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.opened = 0
+
+    def process(self, bundle: Bundle) -> Bundle:
+        for a in bundle.alerts:
+            if a.state is AlertState.UPDATED:
+                continue
+            self.opened += a.state is AlertState.OPENED
+            detail = a.message or ", ".join(f"{k}={v}" for k, v in list(a.evidence.items())[:3])
+            print(
+                f"  ALERT {a.state.value:7s} {a.severity.name.lower():8s} {a.kind:18s} "
+                f"{a.asset}  {detail}",
+                file=self.out,
+                flush=True,
+            )
+        return bundle
+
+
+def modbus_settings(sim: WaterNetworkSim, interval: float, rtu: bool) -> ModbusSettings:
+    """Every meter over TCP, or odd DMAs over TCP and even ones over RTU on the pty."""
+    tcp = sim.modbus_settings(interval=interval)
+    if not rtu:
+        return tcp
+    serial = sim.modbus_settings(interval=interval, rtu=True)
+
+    def on_rtu(name: str) -> bool:
+        return int(name.split("/", maxsplit=1)[0].removeprefix("dma-")) % 2 == 0
+
+    devices = tuple(d for d in tcp.devices if not on_rtu(d.name)) + tuple(
+        d for d in serial.devices if on_rtu(d.name)
+    )
+    return ModbusSettings(
+        profiles_dir=tcp.profiles_dir, lines=(*tcp.lines, *serial.lines), devices=devices
+    )
+
+
+class BusFleet:
+    """The simulated fleet, publishing to the local broker once a second."""
+
+    def __init__(self, buses: int, prefix: str) -> None:
+        faults = tuple(Fault.parse(f) for f in DEMO_FAULTS if int(f.split(":")[1]) < buses)
+        self.fleet = Fleet(
+            FleetSettings(
+                buses=buses, start_ms=int(time.time() * 1000), prefix=prefix, faults=faults
+            ),
+            PmpmlRoutes(),
+        )
+        self.publisher = BusPublisher(BrokerTarget(client_id=f"{prefix}-fleet"))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.publisher.start)
+        started = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.publisher.publish(self.fleet.advance(1.0))
+                lag = started + self.fleet.t_s - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(lag, 0.0))
+        finally:
+            await asyncio.to_thread(self.publisher.close)
 
 
 class Demo:
@@ -56,39 +142,77 @@ class Demo:
         self.say(f"PostgreSQL: database {db} ready ({report.mode} mode).")
         return PostgresSink(dsn, self.registry, DEMO_GATEWAY_ID), f"postgres {db}"
 
+    def bus_source(self, prefix: str) -> MqttSource:
+        broker = MqttSettings(client_id=f"{prefix}-gateway", session_expiry_s=300)
+        return MqttSource(MqttSourceSettings(broker=broker, prefix=prefix), self.registry)
+
     async def run(self) -> int:
+        a = self.args
         stop = asyncio.Event()
         stop_on_signals(stop)
-        sim_settings = WaterSimSettings(model=ModelSettings(dmas=self.args.dmas))
+        kernels.warm_up()
+        VehicleRules.warm_up()
+        sim_settings = WaterSimSettings(model=ModelSettings(dmas=a.dmas), rtu=a.rtu)
+        prefix = f"demo{os.getpid()}"
         async with WaterNetworkSim(sim_settings) as sim:
-            modbus = sim.modbus_settings(interval=self.args.poll_interval)
-            source = ModbusSource(modbus, self.registry)
+            water = ModbusSource(modbus_settings(sim, a.poll_interval, a.rtu), self.registry)
+            sources: list[Source] = [water]
+            stages: list[Stage] = []
+            fleet = None
+            over = "TCP and RTU on a pty" if a.rtu else "TCP"
             self.say(
-                f"Simulated water network: {self.args.dmas} DMAs, {source.devices_total} meters "
-                f"on Modbus TCP 127.0.0.1, {len(self.registry)} streams, "
-                f"polled every {self.args.poll_interval:g} s."
+                f"Simulated water network: {a.dmas} DMAs, {water.devices_total} meters over "
+                f"Modbus {over}, polled every {a.poll_interval:g} s."
             )
+            if a.buses:
+                fleet = BusFleet(a.buses, prefix)
+                sources.append(self.bus_source(prefix))
+                stages.append(VehicleRules(VehicleRulesSettings(), self.registry))
+                self.say(
+                    f"Simulated bus fleet: {a.buses} PMPML buses on MQTT {prefix}/v1/#, "
+                    f"faults injected: {', '.join(DEMO_FAULTS)}."
+                )
+            printer = AlertPrinter(self.out)
+            stages.append(printer)
             sink, where = await self.open_sink()
-            runtime = Runtime([source], [sink], settings=RuntimeSettings(batch_max_seconds=0.5))
-            started = time.monotonic()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(runtime.run(stop))
-                tg.create_task(self.summarise(runtime, source, where, stop))
-                if self.args.duration > 0:
-                    tg.create_task(stop_after(self.args.duration, stop))
-            elapsed = time.monotonic() - started
+            with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
+                outbox = Outbox.open(Path(tmp) / "outbox.sqlite", OutboxSettings(directory=tmp))
+                runtime = Runtime(
+                    sources,
+                    [sink],
+                    stages,
+                    settings=RuntimeSettings(batch_max_seconds=0.5, drain_timeout=5.0),
+                    queue_for=lambda _: outbox,
+                )
+                started = time.monotonic()
+                since_ns = time.time_ns()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(runtime.run(stop))
+                    tg.create_task(self.summarise(runtime, water, fleet, where, stop))
+                    if fleet is not None:
+                        tg.create_task(fleet.run(stop))
+                    if a.duration > 0:
+                        tg.create_task(stop_after(a.duration, stop))
+                elapsed = time.monotonic() - started
+                left = outbox.rows
         delivery = runtime.deliveries[0]
-        stored = await self.count_stored(sink)
+        stored = await self.count_stored(sink, since_ns)
         self.say(
-            f"Done after {elapsed:.0f} s: {runtime.rows_emitted} readings from "
-            f"{source.devices_total} meters ({runtime.rows_emitted / max(elapsed, 1e-9):.1f}/s), "
-            f"{delivery.stats.rows_written} confirmed by {where}, "
-            f"{stored} rows in its readings table."
+            f"Done after {elapsed:.0f} s: {runtime.rows_emitted} readings emitted "
+            f"({runtime.rows_emitted / max(elapsed, 1e-9):.1f}/s), {stored} of them in the "
+            f"readings table of {where}; {delivery.stats.rows_written} rows in all "
+            f"(readings, fixes, events, alerts) confirmed; {printer.opened} alerts opened; "
+            f"{left} rows left in the outbox."
         )
         return 0
 
     async def summarise(
-        self, runtime: Runtime, source: ModbusSource, where: str, stop: asyncio.Event
+        self,
+        runtime: Runtime,
+        water: ModbusSource,
+        fleet: BusFleet | None,
+        where: str,
+        stop: asyncio.Event,
     ) -> None:
         every = 2.0
         started = last_t = time.monotonic()
@@ -101,24 +225,26 @@ class Demo:
             last_t, last_rows = now, runtime.rows_emitted
             d = runtime.deliveries[0]
             state = "up" if d.stats.up else "DOWN"
+            buses = f"  bus msgs {fleet.publisher.published:6d}" if fleet else ""
             self.say(
-                f"{now - started:5.0f}s  devices {source.devices_up()}/{source.devices_total} up"
-                f"  readings/s {rate:6.1f}  stored {d.stats.rows_written:7d} ({where}, {state})"
-                f"  waiting {d.queue.rows}"
+                f"{now - started:5.0f}s  meters {water.devices_up()}/{water.devices_total} up"
+                f"{buses}  readings/s {rate:6.1f}  stored {d.stats.rows_written:7d}"
+                f" ({where}, {state})  outbox {d.queue.rows} rows"
             )
 
-    async def count_stored(self, sink: Sink) -> int:
+    async def count_stored(self, sink: Sink, since_ns: int) -> int:
+        """Readings of this run in the sink's table (earlier runs share the database)."""
         if isinstance(sink, SqliteSink):
             await sink.open()
             try:
-                return sink.rows("readings")
+                return sink.rows("readings", since_ns)
             finally:
                 await sink.close()
         async with await psycopg.AsyncConnection.connect(self.args.dsn) as conn:
             cur = await conn.execute(
                 "SELECT count(*) FROM readings r JOIN streams s ON s.id = r.stream "
-                "WHERE s.gateway = %s",
-                (DEMO_GATEWAY_ID,),
+                "WHERE s.gateway = %s AND r.ts >= to_timestamp(%s)",
+                (DEMO_GATEWAY_ID, since_ns / 1e9),
             )
             row = await cur.fetchone()
             return int(row[0]) if row else 0

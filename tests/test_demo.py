@@ -19,26 +19,35 @@ def demo(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_lands_rows_in_postgresql(pg_dsn: str, tmp_path: Path) -> None:
-    result = demo("--duration", "4", "--dsn", pg_dsn, "--sqlite", str(tmp_path / "x.sqlite"))
+    result = demo("--duration", "12", "--dsn", pg_dsn, "--sqlite", str(tmp_path / "x.sqlite"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "ready (postgres mode)" in out
-    assert re.search(r"devices 4/4 up", out), out
-    done = re.search(r"(\d+) confirmed by postgres .*, (\d+) rows in its readings table", out)
+    assert re.search(r"meters 4/4 up", out), out
+    done = re.search(r"(\d+) readings emitted .*, (\d+) of them in the readings table", out)
     assert done, out
-    assert int(done[1]) == int(done[2]) > 0
+    assert int(done[1]) == int(done[2]) > 0, "every reading emitted is stored, once"
+    assert "ALERT opened  critical panic" in out, "the injected panic press raises an alert"
+    assert "0 rows left in the outbox" in out
     assert not (tmp_path / "x.sqlite").exists()
 
 
 def test_demo_falls_back_to_sqlite_and_says_so(tmp_path: Path) -> None:
     store = tmp_path / "demo.sqlite"
     result = demo(
-        "--duration", "3", "--dsn", "postgresql://postgres@127.0.0.1:1/x", "--sqlite", str(store)
+        "--duration",
+        "3",
+        "--buses",
+        "0",
+        "--dsn",
+        "postgresql://postgres@127.0.0.1:1/x",
+        "--sqlite",
+        str(store),
     )
     assert result.returncode == 0, result.stderr
     assert "PostgreSQL is not reachable" in result.stdout
     assert f"embedded SQLite store {store}" in result.stdout
-    done = re.search(r"(\d+) rows in its readings table", result.stdout)
+    done = re.search(r"(\d+) of them in the readings table", result.stdout)
     assert done and int(done[1]) > 0
     assert store.exists()
 

@@ -83,13 +83,14 @@ class SqliteSink:
             self._db.close()
             self._db = None
 
-    def rows(self, table: str) -> int:
-        """Row count of one table (for the demo summary and tests)."""
+    def rows(self, table: str, since_ns: int = 0) -> int:
+        """Rows of one table with ts >= since_ns (for the demo summary and tests)."""
         if self._db is None:
             return 0
-        if table not in TABLES:
-            raise ValueError(f"no table {table!r}")
-        (count,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()
+        if table not in TABLES or table == "alerts":
+            raise ValueError(f"no table {table!r} with a ts column")
+        query = f"SELECT count(*) FROM {table} WHERE ts >= ?"
+        (count,) = self._db.execute(query, (since_ns,)).fetchone()
         return int(count)
 
     def _stream_ids(self, db: sqlite3.Connection, local: NDArray[np.int32]) -> NDArray[np.int64]:
