@@ -121,8 +121,10 @@ class Lane:
         inter_frame_delay: float = 0.0,
         backoff_initial: float = 2.0,
         backoff_max: float = 60.0,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.name = name
+        self.clock = clock  # ns UTC stamped on each poll; a simulator passes its own time
         self.link = link
         self.devices = list(devices)
         self.on_result = on_result
@@ -225,7 +227,7 @@ class Lane:
 
     async def _poll(self, dev: DevicePoll) -> None:
         loop = asyncio.get_running_loop()
-        ts = time.time_ns()
+        ts = self.clock()
         unit = dev.settings.unit_id
         try:
             regs: list[list[int]] = []

@@ -15,7 +15,8 @@ COMM_ERROR/TIMEOUT (or CRC, exception) quality, it is logged once per change
 of state, and the other devices keep their rate.
 
     ModbusSource(settings: ModbusSettings, registry: StreamRegistry, *,
-                 profiles: Mapping[str, Profile] | None = None, name: str = "modbus")
+                 profiles: Mapping[str, Profile] | None = None, name: str = "modbus",
+                 clock: Callable[[], int] = time.time_ns)
         .devices_total -> int           .devices_up() -> int
         .status() -> list[DeviceStatus] .utilisation() -> dict[str, float]
         await .write(device, fc, address, values)   # fc 5, 6, 15, 16, queued on the line
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from gateway.batch import ReadingBatch
@@ -75,8 +77,10 @@ class ModbusSource:
         *,
         profiles: Mapping[str, Profile] | None = None,
         name: str = "modbus",
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.name = name
+        self.clock = clock  # the time stamped on readings; the device's own when it is trusted
         self.settings = settings
         self.registry = registry
         if profiles is None:
@@ -186,6 +190,7 @@ class ModbusSource:
             inter_frame_delay=line.inter_frame_delay if serial else 0.0,
             backoff_initial=self.settings.backoff_initial,
             backoff_max=self.settings.backoff_max,
+            clock=self.clock,
         )
 
     async def _on_result(
