@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from firmware_sim.buses import cli as buses_cli
 from firmware_sim.water import cli as water_cli
+from firmware_sim.water.cli import parse_leak
 from gateway import __version__, alertdesk, replay
 from gateway.config import ConfigError
 from gateway.db import command as db_command
@@ -121,7 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
         default="var/demo.sqlite",
         help="embedded store used when PostgreSQL is unreachable (default: %(default)s)",
     )
-    demo.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=600.0,
+        help="sim seconds of the water network per real second (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.0,
+        help="seconds between polls (default: one reading per sim minute)",
+    )
+    demo.add_argument(
+        "--leak",
+        type=lambda t: parse_leak(t, "leak"),
+        action="append",
+        default=[],
+        metavar="DMA:AT:RATE[:RAMP]",
+        help="inject a leak (default 1:10m:3)",
+    )
+    demo.add_argument(
+        "--burst",
+        type=lambda t: parse_leak(t, "burst"),
+        action="append",
+        default=[],
+        metavar="DMA:AT:RATE",
+        help="inject a burst (default 2:2h:10)",
+    )
 
     check = add_command(
         sub,

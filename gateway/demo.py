@@ -26,11 +26,14 @@ import psycopg
 from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import PmpmlRoutes
-from firmware_sim.water.model import ModelSettings
+from firmware_sim.water.model import LeakSpec, ModelSettings, WaterModel
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
-from gateway.analytics import kernels
+from gateway.analytics import kernels, water
 from gateway.analytics.vehicle import VehicleRules
 from gateway.analytics.vehicle_settings import VehicleRulesSettings
+from gateway.analytics.water import WaterDetectors
+from gateway.analytics.water_settings import DmaSettings
+from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import MigrationError, ensure_database
 from gateway.drivers.modbus.settings import ModbusSettings
@@ -45,9 +48,16 @@ from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry
 
-DEMO_GATEWAY_ID = "demo-gateway"
+DAY_S = 86_400
+IST_S = 5.5 * 3600
+HISTORY_DAYS = 14
 # injected into the simulated fleet: kind:bus:at_s[:duration_s]
 DEMO_FAULTS = ("panic:1:8", "gps_jump:2:12", "dtc:3:16:600", "overheat:0:5:600")
+# into the water network, in sim time after its start
+DEMO_WATER_FAULTS = (
+    LeakSpec(dma=1, at_s=600, rate_lps=3.0),
+    LeakSpec(dma=2, at_s=7200, rate_lps=10.0, kind="burst"),
+)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -55,21 +65,26 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 class AlertPrinter:
-    """The demo's last stage: one line per alert as it opens or clears."""
+    """The demo's last stage: one line per alert as it opens, and as it clears."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.opened = 0
+        self.opened: set[str] = set()
 
     def process(self, bundle: Bundle) -> Bundle:
         for a in bundle.alerts:
             if a.state is AlertState.UPDATED:
                 continue
-            self.opened += a.state is AlertState.OPENED
+            if a.state is AlertState.OPENED:
+                self.opened.add(a.id)
+            elif a.id not in self.opened:
+                continue  # opened while the detectors learned the history
+            at = a.cleared_at if a.cleared_at is not None else a.opened_at
+            local = time.strftime("%a %H:%M IST", time.gmtime(at / NS_PER_S + IST_S))
             detail = a.message or ", ".join(f"{k}={v}" for k, v in list(a.evidence.items())[:3])
             print(
-                f"  ALERT {a.state.value:7s} {a.severity.name.lower():8s} {a.kind:18s} "
-                f"{a.asset}  {detail}",
+                f"  ALERT {a.state.value:7s} {a.severity.name.lower():8s} {a.kind:16s} "
+                f"{a.asset:24s} {local}  {detail}",
                 file=self.out,
                 flush=True,
             )
@@ -92,6 +107,50 @@ def modbus_settings(sim: WaterNetworkSim, interval: float, rtu: bool) -> ModbusS
     return ModbusSettings(
         profiles_dir=tcp.profiles_dir, lines=(*tcp.lines, *serial.lines), devices=devices
     )
+
+
+def network_start(now_s: float) -> float:
+    """23:00 IST a day or two back: the first night comes soon after the start, and
+    a demo of a few minutes at 600x stays in the past."""
+    local = now_s + IST_S - DAY_S
+    return (local // DAY_S) * DAY_S + 23 * 3600 - DAY_S - IST_S
+
+
+def dma_settings(dmas: int) -> list[DmaSettings]:
+    return [
+        DmaSettings(
+            name=f"dma-{d:02d}",
+            inflow=(f"dma-{d:02d}/inlet/flow_lps",),
+            pressure=(f"dma-{d:02d}/inlet/pressure_m", f"dma-{d:02d}/pz-1/pressure_m"),
+        )
+        for d in range(1, dmas + 1)
+    ]
+
+
+def learn_history(detectors: WaterDetectors, dmas: int, end_s: float) -> int:
+    """Feed the detectors two weeks of the same network at one reading a minute, so
+    they know its normal week before the live part starts. Returns the alerts opened."""
+    model = WaterModel(
+        ModelSettings(dmas=dmas, seed=2, start_epoch_s=end_s - HISTORY_DAYS * DAY_S, tick_s=60),
+        zone_points=1,
+    )
+    registry = detectors.registry
+    ids = [[registry.id_of(n) for n in d.streams()] for d in detectors.dmas]
+    alerts = 0
+    for _day in range(HISTORY_DAYS):
+        ts, streams, values = [], [], []
+        for _minute in range(DAY_S // 60):
+            model.advance_to(model.t + 60)
+            at = int(model.epoch_s() * NS_PER_S)
+            for dma, state in zip(ids, model.dmas, strict=True):
+                measured = (state.inflow_lps, state.inlet_head_m, state.zone_head_m[0])
+                for stream, value in zip(dma, measured, strict=True):
+                    ts.append(at)
+                    streams.append(stream)
+                    values.append(value)
+        out = detectors.process(Bundle(readings=ReadingBatch.of(ts, streams, values)))
+        alerts += sum(a.state is AlertState.OPENED for a in out.alerts)
+    return alerts
 
 
 class BusFleet:
@@ -125,6 +184,8 @@ class Demo:
         self.args = args
         self.out = out
         self.registry = StreamRegistry()
+        # a gateway id per run: runs replay the same sim times, which must not collide
+        self.gateway_id = time.strftime("demo-%Y%m%dT%H%M%S", time.gmtime())
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -139,8 +200,11 @@ class Demo:
             self.say(f"Writing to the embedded SQLite store {self.args.sqlite} instead.")
             return SqliteSink(self.args.sqlite, self.registry), f"sqlite {self.args.sqlite}"
         db = psycopg.conninfo.conninfo_to_dict(dsn).get("dbname", "")
-        self.say(f"PostgreSQL: database {db} ready ({report.mode} mode).")
-        return PostgresSink(dsn, self.registry, DEMO_GATEWAY_ID), f"postgres {db}"
+        self.say(
+            f"PostgreSQL: database {db} ready ({report.mode} mode); "
+            f"this run writes as gateway {self.gateway_id}."
+        )
+        return PostgresSink(dsn, self.registry, self.gateway_id), f"postgres {db}"
 
     def bus_source(self, prefix: str) -> MqttSource:
         broker = MqttSettings(client_id=f"{prefix}-gateway", session_expiry_s=300)
@@ -151,19 +215,38 @@ class Demo:
         stop = asyncio.Event()
         stop_on_signals(stop)
         kernels.warm_up()
+        water.warm_up()
         VehicleRules.warm_up()
-        sim_settings = WaterSimSettings(model=ModelSettings(dmas=a.dmas), rtu=a.rtu)
+        start_s = network_start(time.time())
+        leaks = tuple(x for x in (*a.leak, *a.burst) or DEMO_WATER_FAULTS if x.dma <= a.dmas)
+        model = ModelSettings(dmas=a.dmas, start_epoch_s=start_s, leaks=leaks)
+        sim_settings = WaterSimSettings(model=model, rtu=a.rtu, speed=a.speed)
+        detectors = WaterDetectors(self.registry, dma_settings(a.dmas))
         prefix = f"demo{os.getpid()}"
+        poll = a.poll_interval or 60.0 / a.speed
         async with WaterNetworkSim(sim_settings) as sim:
-            water = ModbusSource(modbus_settings(sim, a.poll_interval, a.rtu), self.registry)
-            sources: list[Source] = [water]
-            stages: list[Stage] = []
-            fleet = None
+            meters = ModbusSource(
+                modbus_settings(sim, poll, a.rtu),
+                self.registry,
+                clock=lambda: int((start_s + sim.sim_time()) * NS_PER_S),
+            )
+            sources: list[Source] = [meters]
             over = "TCP and RTU on a pty" if a.rtu else "TCP"
             self.say(
-                f"Simulated water network: {a.dmas} DMAs, {water.devices_total} meters over "
-                f"Modbus {over}, polled every {a.poll_interval:g} s."
+                f"Simulated water network: {a.dmas} DMAs, {meters.devices_total} meters over "
+                f"Modbus {over}, at {a.speed:g}x real time (a reading a sim minute), "
+                f"polled every {poll:g} s. Injected: "
+                + (", ".join(f"{x.kind} {x.rate_lps:g} L/s in DMA {x.dma} at "
+                             f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
+            )  # fmt: skip
+            began = time.monotonic()
+            history_alerts = learn_history(detectors, a.dmas, start_s)
+            self.say(
+                f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
+                f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
             )
+            stages: list[Stage] = [detectors]
+            fleet = None
             if a.buses:
                 fleet = BusFleet(a.buses, prefix)
                 sources.append(self.bus_source(prefix))
@@ -185,10 +268,13 @@ class Demo:
                     queue_for=lambda _: outbox,
                 )
                 started = time.monotonic()
-                since_ns = time.time_ns()
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(runtime.run(stop))
-                    tg.create_task(self.summarise(runtime, water, fleet, where, stop))
+                    tg.create_task(
+                        self.summarise(
+                            runtime, meters=meters, sim=sim, fleet=fleet, where=where, stop=stop
+                        )
+                    )
                     if fleet is not None:
                         tg.create_task(fleet.run(stop))
                     if a.duration > 0:
@@ -196,12 +282,12 @@ class Demo:
                 elapsed = time.monotonic() - started
                 left = outbox.rows
         delivery = runtime.deliveries[0]
-        stored = await self.count_stored(sink, since_ns)
+        stored = await self.count_stored(sink)
         self.say(
             f"Done after {elapsed:.0f} s: {runtime.rows_emitted} readings emitted "
-            f"({runtime.rows_emitted / max(elapsed, 1e-9):.1f}/s), {stored} of them in the "
-            f"readings table of {where}; {delivery.stats.rows_written} rows in all "
-            f"(readings, fixes, events, alerts) confirmed; {printer.opened} alerts opened; "
+            f"({runtime.rows_emitted / max(elapsed, 1e-9):.1f}/s); {stored} readings of this run "
+            f"in {where}; {delivery.stats.rows_written} rows in all "
+            f"(readings, fixes, events, alerts) confirmed; {len(printer.opened)} alerts opened; "
             f"{left} rows left in the outbox."
         )
         return 0
@@ -209,7 +295,9 @@ class Demo:
     async def summarise(
         self,
         runtime: Runtime,
-        water: ModbusSource,
+        *,
+        meters: ModbusSource,
+        sim: WaterNetworkSim,
         fleet: BusFleet | None,
         where: str,
         stop: asyncio.Event,
@@ -226,25 +314,27 @@ class Demo:
             d = runtime.deliveries[0]
             state = "up" if d.stats.up else "DOWN"
             buses = f"  bus msgs {fleet.publisher.published:6d}" if fleet else ""
+            sim_clock = time.strftime("%a %H:%M", time.gmtime(sim.model.epoch_s() + IST_S))
             self.say(
-                f"{now - started:5.0f}s  meters {water.devices_up()}/{water.devices_total} up"
+                f"{now - started:5.0f}s  network {sim_clock} IST"
+                f"  meters {meters.devices_up()}/{meters.devices_total} up"
                 f"{buses}  readings/s {rate:6.1f}  stored {d.stats.rows_written:7d}"
                 f" ({where}, {state})  outbox {d.queue.rows} rows"
             )
 
-    async def count_stored(self, sink: Sink, since_ns: int) -> int:
+    async def count_stored(self, sink: Sink) -> int:
         """Readings of this run in the sink's table (earlier runs share the database)."""
         if isinstance(sink, SqliteSink):
             await sink.open()
             try:
-                return sink.rows("readings", since_ns)
+                return sink.rows("readings")
             finally:
                 await sink.close()
         async with await psycopg.AsyncConnection.connect(self.args.dsn) as conn:
             cur = await conn.execute(
                 "SELECT count(*) FROM readings r JOIN streams s ON s.id = r.stream "
-                "WHERE s.gateway = %s AND r.ts >= to_timestamp(%s)",
-                (DEMO_GATEWAY_ID, since_ns / 1e9),
+                "WHERE s.gateway = %s",
+                (self.gateway_id,),
             )
             row = await cur.fetchone()
             return int(row[0]) if row else 0
