@@ -24,6 +24,9 @@ class Bundle:
     events: tuple[Event, ...] = ()
     alerts: tuple[Alert, ...] = ()
     rejects: tuple[Reject, ...] = ()
+    # False for data a unit buffered and sent late (AIS-140 history packets): stored, but
+    # stages that raise live alerts pass it by
+    live: bool = True
 
     def __len__(self) -> int:
         return (
@@ -57,4 +60,5 @@ class Bundle:
             events=tuple(e for b in bundles for e in b.events),
             alerts=tuple(a for b in bundles for a in b.alerts),
             rejects=tuple(r for b in bundles for r in b.rejects),
+            live=all(b.live for b in bundles),
         )

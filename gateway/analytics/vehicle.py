@@ -181,6 +181,8 @@ class VehicleRules:
         return out
 
     def process(self, bundle: Bundle) -> Bundle:
+        if not bundle.live:
+            return bundle  # buffered history: stored, never a live alert
         alerts: list[Alert] = []
         self._map_streams()
         self.route.apply_assignments(self.clock(), alerts)

@@ -268,7 +268,7 @@ class MqttSource:
             )
         if len(hist):
             self.stats.history_rows += len(hist)
-            out.append(Bundle(readings=hist.readings(), fixes=hist.fixes()))
+            out.append(Bundle(readings=hist.readings(), fixes=hist.fixes(), live=False))
         for bundle in out:
             self.stats.fixes += len(bundle.fixes)
             self.stats.readings += len(bundle.readings)

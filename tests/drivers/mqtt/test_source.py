@@ -130,6 +130,7 @@ def test_ais140_live_history_and_panic(source: MqttSource) -> None:
     source.handle(topic, ais("H", 4, emergency="1", packet_type="EA", alert_id="10"))
     live, hist = source.take()
     assert len(live.fixes) == 2 and len(hist.fixes) == 2
+    assert live.live and not hist.live, "history is marked, so stages raise no live alerts"
     assert {e.kind for e in live.events} == {"panic"}
     assert [e.data["live"] for e in live.events] == [True, False]
     assert len(live.readings) == 8 and len(hist.readings) == 8
