@@ -140,6 +140,7 @@ class MqttClient:
         self._connack: asyncio.Future[tuple[int, bool]] | None = None
         self._lost: asyncio.Future[str] | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}  # mid -> PUBACK of our publishes
+        self._received: list[int] = []  # QoS 1 messages handed on, not yet acknowledged
         self.connected = asyncio.Event()
 
     # -- the public surface -------------------------------------------------------------
@@ -203,6 +204,27 @@ class MqttClient:
         finally:
             self._acks.pop(info.mid, None)
 
+    @property
+    def unacked(self) -> int:
+        return len(self._received)
+
+    def take_received(self) -> list[int]:
+        """The ids of the QoS 1 messages handed to `on_message` since the last call."""
+        received, self._received = self._received, []
+        return received
+
+    def ack(self, mids: Sequence[int]) -> None:
+        """Acknowledge messages the caller has made safe (in the outbox). Until then the
+        broker keeps them in our session and sends them again after a reconnect, so a
+        crash between decoding and storing loses nothing; the sinks' natural keys make
+        the second copy harmless. Ids from a connection that dropped are skipped: the
+        broker resends those messages anyway."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return
+        for mid in mids:
+            client.ack(mid, 1)
+
     def pause(self) -> None:
         """Stop reading: the broker holds (or, past its limits, drops) what comes next."""
         if not self._paused:
@@ -228,6 +250,7 @@ class MqttClient:
             client_id=s.effective_client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else s.clean_start,
+            manual_ack=True,  # PUBACK only once the caller has stored the message: see ack_received
         )
         client.connect_timeout = s.connect_timeout_s
         if s.username is not None:
@@ -312,6 +335,7 @@ class MqttClient:
     def _teardown(self) -> None:
         """Forget the socket after a failure; the paho client (and its session) stays."""
         self.connected.clear()
+        self._received.clear()  # the broker sends these again on the next connection
         self._unwatch()
 
     def _close(self) -> None:
@@ -375,6 +399,8 @@ class MqttClient:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.stats.messages += 1
+        if message.qos > 0:
+            self._received.append(message.mid)
         try:
             topic = message.topic
         except UnicodeDecodeError:  # MQTT requires UTF-8 topics; let the caller refuse it

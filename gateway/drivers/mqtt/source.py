@@ -87,6 +87,13 @@ class MqttSourceSettings:
     flush_ms: int = dataclasses.field(
         default=250, metadata={"help": "or after this long, whichever comes first"}
     )
+    ack_window: int = dataclasses.field(
+        default=16,
+        metadata={
+            "help": "flush when this many QoS 1 messages await their PUBACK; keep it at or "
+            "below the broker's max_inflight_messages (Mosquitto: 20 unless set)"
+        },
+    )
     max_payload_bytes: int = 16_384
     max_future_s: float = dataclasses.field(
         default=300.0, metadata={"help": "refuse timestamps further ahead of our clock"}
@@ -103,6 +110,8 @@ class MqttSourceSettings:
 
     def __post_init__(self) -> None:
         check_prefix(self.prefix)
+        if self.ack_window < 1:
+            raise ValueError("ack_window must be at least 1")
         if self.flush_messages < 1 or self.flush_ms < 1:
             raise ValueError("flush_messages and flush_ms must be at least 1")
         if self.max_future_s < 0 or self.history_window_s <= 0:
@@ -223,13 +232,21 @@ class MqttSource:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), flush_s)
                     self._full.clear()
-                    for bundle in self.take():
-                        await emit(bundle)
+                    await self._flush(emit)
                     self.client.resume()
         finally:
-            # on stop, what was decoded (and acknowledged to the broker) still goes out
-            for bundle in self.take():
-                await emit(bundle)
+            # on stop, what was decoded still goes out; unacknowledged, the broker
+            # also keeps it for the next start, and the sinks' keys drop the copy
+            await self._flush(emit)
+
+    async def _flush(self, emit: Emit) -> None:
+        """Emit what was decoded, then acknowledge those messages to the broker: a
+        message is acknowledged only once it is in the outbox."""
+        assert self.client is not None
+        received = self.client.take_received()
+        for bundle in self.take():
+            await emit(bundle)
+        self.client.ack(received)
 
     # -- decoding (synchronous; called by the client for each message) ------------------
 
@@ -245,7 +262,8 @@ class MqttSource:
         except _DecodeError as err:
             self._reject(now, topic, err.reason, str(err), payload)
         self._pending += 1
-        if self._pending >= self.settings.flush_messages and self._full is not None:
+        acks_due = self.client is not None and self.client.unacked >= self.settings.ack_window
+        if (self._pending >= self.settings.flush_messages or acks_due) and self._full is not None:
             self._full.set()
             if self._pending >= 4 * self.settings.flush_messages and self.client is not None:
                 self.client.pause()  # the flush is behind: let TCP push back on the broker

@@ -321,16 +321,19 @@ def test_auto_falls_back_to_mqtt_311_when_the_broker_refuses_5(broker: Mosquitto
 
 
 def test_stopping_the_source_emits_what_it_already_decoded(mqtt_prefix: str) -> None:
-    """Against the shared Mosquitto: messages acknowledged to the broker but not yet
-    flushed when the source is cancelled are emitted on the way out, not dropped."""
+    """Against the shared Mosquitto: messages decoded but not yet flushed when the
+    source is cancelled are emitted on the way out, not dropped. (16 messages: fewer
+    than Mosquitto's default 20 unacknowledged in flight.)"""
     messages = pvt_messages(
-        mqtt_prefix, buses=4, per_bus=25, base_ms=int(time.time() * 1000) - 60_000
+        mqtt_prefix, buses=4, per_bus=4, base_ms=int(time.time() * 1000) - 60_000
     )
 
     async def scenario() -> None:
         registry = StreamRegistry()
         mqtt = MqttSettings(client_id=f"gw-{mqtt_prefix}", clean_start=True, session_expiry_s=0)
-        settings = MqttSourceSettings(broker=mqtt, prefix=mqtt_prefix, flush_ms=60_000)
+        settings = MqttSourceSettings(
+            broker=mqtt, prefix=mqtt_prefix, flush_ms=60_000, ack_window=1000
+        )
         source = MqttSource(settings, registry)
         got = Collector(registry)
         task = asyncio.create_task(source.run(got.emit))
@@ -343,6 +346,42 @@ def test_stopping_the_source_emits_what_it_already_decoded(mqtt_prefix: str) -> 
         publisher.close()
         await until(lambda: source.stats.messages >= len(messages), 10)
         assert got.rows == []  # nothing flushed yet: flush_ms is a minute
+        await stop(task)
+        assert sorted(got.rows) == sorted(identities(messages))
+
+    asyncio.run(scenario())
+
+
+def test_a_message_is_acknowledged_only_once_stored(mqtt_prefix: str) -> None:
+    """Against the shared Mosquitto: a gateway that dies before its outbox took the
+    decoded messages never acknowledged them, so its next start receives them again."""
+    messages = pvt_messages(
+        mqtt_prefix, buses=3, per_bus=4, base_ms=int(time.time() * 1000) - 60_000
+    )
+    mqtt = MqttSettings(client_id=f"gw-{mqtt_prefix}", session_expiry_s=60)
+
+    async def outbox_gone(bundle: Bundle) -> None:
+        raise OSError("No space left on device")
+
+    async def scenario() -> None:
+        registry = StreamRegistry()
+        first = MqttSource(MqttSourceSettings(broker=mqtt, prefix=mqtt_prefix), registry)
+        task = asyncio.create_task(first.run(outbox_gone))
+        await until(lambda: connected(first), 5)
+        await asyncio.sleep(0.3)
+        publisher = BusPublisher(BrokerTarget(client_id=f"pub-{mqtt_prefix}"))
+        publisher.start()
+        publisher.publish(messages)
+        assert publisher.flush(10)
+        publisher.close()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+        assert first.stats.messages == len(messages)
+
+        second = MqttSource(MqttSourceSettings(broker=mqtt, prefix=mqtt_prefix), registry)
+        got = Collector(registry)
+        task = asyncio.create_task(second.run(got.emit))
+        await until(lambda: len(got.rows) >= len(messages), 10)
         await stop(task)
         assert sorted(got.rows) == sorted(identities(messages))
 
