@@ -263,7 +263,8 @@ def role_gateway(args: argparse.Namespace) -> None:
 
     async def main() -> dict[str, float]:
         registry = StreamRegistry()
-        settings = MqttSourceSettings(broker=_mqtt_settings(args), prefix="bench")  # type: ignore[arg-type]
+        # the broker here runs with max_inflight_messages 0, so acks may wait a whole flush
+        settings = MqttSourceSettings(broker=_mqtt_settings(args), prefix="bench", ack_window=2000)  # type: ignore[arg-type]
         source = TimedSource(settings, registry)
         rows = 0
         last = 0.0
