@@ -32,7 +32,8 @@ import numpy as np
 
 from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.pipeline.outbox import Outbox, OutboxSettings, encode_parts
+from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.pipeline.outbox_codec import encode_parts
 
 
 def bundle(rows: int, start: int) -> Bundle:

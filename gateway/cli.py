@@ -13,7 +13,7 @@ from gateway import __version__, alertdesk, replay
 from gateway.config import ConfigError
 from gateway.db import command as db_command
 from gateway.logs import configure_logging
-from gateway.pipeline import outbox
+from gateway.pipeline import outbox_command
 from gateway.settings import load_settings
 
 Command = Callable[[argparse.Namespace], int]
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     buses_cli.register(sim_sub)
     replay.register(sub)
     alertdesk.register(sub)
-    outbox.register(sub)
+    outbox_command.register(sub)
     db_command.register(sub)
     return parser
 

@@ -13,7 +13,7 @@ from firmware_sim.water.model import ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
 from gateway.config import ConfigError
 from gateway.db.migrate import migrate
-from gateway.pipeline.outbox import read_stats
+from gateway.pipeline.outbox_command import read_stats
 from gateway.settings import load_settings
 
 

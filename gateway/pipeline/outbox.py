@@ -34,37 +34,30 @@ recover what is intact (`gateway outbox recover`); it is never silently emptied.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
-import enum
-import os
 import sqlite3
-import sys
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
-from gateway.batch import AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.events import Alert, AlertState, Event, Reject, Severity
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
+from gateway.pipeline.outbox_codec import EntryClass, decode_body, encode_parts
 from gateway.pipeline.queue import QueueClosed
 
 log = get_logger("gateway.outbox")
 
 FORMAT_VERSION = 1
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,      -- unix seconds when it was accepted
@@ -79,11 +72,6 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 _COUNTERS = ("format", "shed_rows", "shed_entries", "corrupt_entries", "accepted_rows")
-
-
-class EntryClass(enum.IntEnum):
-    KEEP = 0
-    RAW = 1
 
 
 class OutboxError(RuntimeError):
@@ -152,94 +140,7 @@ class _Entry:
 # -- encoding ------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """Evidence and event data as msgpack-able builtins (numpy scalars and arrays too)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, str | int | float | bool | bytes):
-        return value
-    return str(value)
-
-
-def _columns(batch: ReadingBatch | FixBatch | AggregateBatch) -> list[bytes]:
-    return [np.ascontiguousarray(c).tobytes() for c in batch.columns()]
-
-
-def _batch(kind: type[Any], cols: Sequence[bytes]) -> Any:
-    dtypes = list(kind.DTYPES.values())
-    return kind(*(np.frombuffer(b, dtype=d) for b, d in zip(cols, dtypes, strict=True)))
-
-
-def _alert_dict(a: Alert) -> dict[str, Any]:
-    d = {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
-    d["severity"] = int(a.severity)
-    d["state"] = a.state.value
-    d["evidence"] = _plain(a.evidence)
-    return d
-
-
-def encode_parts(bundle: Bundle) -> list[tuple[EntryClass, int, int | None, int | None, bytes]]:
-    """A bundle as up to two entry bodies: (class, rows, ts_min, ts_max, body)."""
-    out: list[tuple[EntryClass, int, int | None, int | None, bytes]] = []
-    raw: dict[str, Any] = {}
-    keep: dict[str, Any] = {}
-    if len(bundle.readings):
-        raw["r"] = _columns(bundle.readings)
-    if len(bundle.fixes):
-        raw["f"] = _columns(bundle.fixes)
-    if bundle.rejects:
-        raw["x"] = [[x.ts, x.source, x.reason, x.detail, x.payload] for x in bundle.rejects]
-    if len(bundle.aggregates):
-        keep["a"] = _columns(bundle.aggregates)
-    if bundle.events:
-        keep["e"] = [[e.ts, e.asset, e.kind, e.message, _plain(e.data)] for e in bundle.events]
-    if bundle.alerts:
-        keep["al"] = [_alert_dict(a) for a in bundle.alerts]
-    for cls, part in ((EntryClass.RAW, raw), (EntryClass.KEEP, keep)):
-        if not part:
-            continue
-        rows = 0
-        spans: list[int] = []
-        if "r" in part:
-            rows += len(bundle.readings)
-            spans += [int(bundle.readings.ts.min()), int(bundle.readings.ts.max())]
-        if "f" in part:
-            rows += len(bundle.fixes)
-            spans += [int(bundle.fixes.ts.min()), int(bundle.fixes.ts.max())]
-        if "a" in part:
-            rows += len(bundle.aggregates)
-            spans += [int(bundle.aggregates.ts.min()), int(bundle.aggregates.ts.max())]
-        rows += len(part.get("x", ())) + len(part.get("e", ())) + len(part.get("al", ()))
-        body = msgspec.msgpack.encode(part)
-        out.append((cls, rows, min(spans, default=None), max(spans, default=None), body))
-    return out
-
-
-def decode_body(body: bytes) -> Bundle:
-    part = msgspec.msgpack.decode(body)
-    readings = _batch(ReadingBatch, part["r"]) if "r" in part else ReadingBatch.empty()
-    fixes = _batch(FixBatch, part["f"]) if "f" in part else FixBatch.empty()
-    aggregates = _batch(AggregateBatch, part["a"]) if "a" in part else AggregateBatch.empty()
-    rejects = tuple(Reject(*x) for x in part.get("x", ()))
-    events = tuple(Event(*e) for e in part.get("e", ()))
-    alerts: list[Alert] = []
-    for d in part.get("al", ()):
-        d["severity"] = Severity(d["severity"])
-        d["state"] = AlertState(d["state"])
-        alerts.append(Alert(**d))
-    return Bundle(readings, fixes, aggregates, events, tuple(alerts), rejects)
-
-
-# -- the file ------------------------------------------------------------------------
-
-
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_file(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")  # a commit is fsync'd before put returns
@@ -254,12 +155,12 @@ def _check(path: Path) -> sqlite3.Connection:
         f"(the damaged file is kept beside it), then start again"
     )
     try:
-        db = _connect(path)
+        db = connect_file(path)
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
         if verdict != "ok":
             db.close()
             raise OutboxCorrupt(f"outbox {path} is damaged ({verdict}); {remedy}")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         row = db.execute("SELECT value FROM counters WHERE name = 'format'").fetchone()
     except sqlite3.DatabaseError as err:
         raise OutboxCorrupt(f"outbox {path} is not readable ({err}); {remedy}") from err
@@ -748,222 +649,3 @@ def open_outboxes(sink_names: Iterable[str], settings: OutboxSettings) -> dict[s
             box.close_file()
         raise
     return boxes
-
-
-def read_stats(path: str | Path) -> OutboxStats:
-    """Figures for an outbox file, read-only, while a gateway may be writing it."""
-    p = Path(path)
-    if not p.exists():
-        raise OutboxError(f"no outbox at {p}")
-    try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-        try:
-            n, rows, stored, oldest = db.execute(
-                "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(length(body)), 0), "
-                "min(created) FROM entries"
-            ).fetchone()
-            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as err:
-        raise OutboxCorrupt(f"outbox {p} is not readable ({err})") from err
-    return OutboxStats(
-        entries=int(n),
-        rows=int(rows),
-        stored_bytes=int(stored),
-        oldest_age_s=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
-        pending_bytes=0,
-        shed_rows=int(counters.get("shed_rows", 0)),
-        shed_entries=int(counters.get("shed_entries", 0)),
-        corrupt_entries=int(counters.get("corrupt_entries", 0)),
-        accepted_rows=int(counters.get("accepted_rows", 0)),
-    )
-
-
-def recover(path: str | Path) -> tuple[int, int, Path]:
-    """Copy every intact entry of a damaged outbox into a fresh file at `path`.
-
-    The damaged file (and its -wal) is renamed `<path>.corrupt-<utc time>`.
-    Returns (entries recovered, entries lost, where the damaged file went).
-    """
-    p = Path(path)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = p.with_name(f"{p.name}.corrupt-{stamp}")
-    os.replace(p, aside)
-    for suffix in ("-wal", "-shm"):
-        side = p.with_name(p.name + suffix)
-        if side.exists():
-            os.replace(side, aside.with_name(aside.name + suffix))
-    _trim_header(aside)
-    fresh = _connect(p)
-    fresh.executescript(_SCHEMA)
-    fresh.execute("INSERT INTO counters VALUES ('format', ?)", (FORMAT_VERSION,))
-    kept = lost = 0
-    try:
-        old = sqlite3.connect(aside)  # read-write: a WAL file needs its -shm
-    except sqlite3.DatabaseError:
-        fresh.close()
-        return 0, 0, aside
-    try:
-        seqs = _salvage_seqs(old)
-        for seq in seqs:
-            try:
-                row = old.execute(
-                    "SELECT seq, created, class, rows, ts_min, ts_max, crc, body "
-                    "FROM entries WHERE seq = ?",
-                    (seq,),
-                ).fetchone()
-            except sqlite3.DatabaseError:
-                lost += 1
-                continue
-            if row is None:
-                continue  # confirmed and deleted before the damage: nothing lost
-            if zlib.crc32(row[7]) != row[6]:
-                lost += 1
-                continue
-            fresh.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-            kept += 1
-        try:
-            for name, value in old.execute("SELECT name, value FROM counters"):
-                if name != "format":
-                    fresh.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
-        except sqlite3.DatabaseError:
-            pass  # the counters are figures, not data
-        if lost:
-            fresh.execute(
-                "INSERT INTO counters VALUES ('corrupt_entries', ?) ON CONFLICT(name) "
-                "DO UPDATE SET value = value + excluded.value",
-                (lost,),
-            )
-    finally:
-        old.close()
-        fresh.close()
-    return kept, lost, aside
-
-
-def _trim_header(path: Path) -> None:
-    """Make a truncated file's header agree with its length.
-
-    SQLite trusts the page count in the header (bytes 28-31); when the tail of
-    the file is gone every query fails, even for rows on pages that survived.
-    Cutting the file to whole pages and writing the real count lets the intact
-    rows be read again.
-    """
-    with path.open("r+b") as fh:
-        head = fh.read(100)
-        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
-            return
-        page = int.from_bytes(head[16:18], "big") or 65536
-        size = fh.seek(0, os.SEEK_END)
-        pages = size // page
-        if pages < int.from_bytes(head[28:32], "big"):
-            fh.truncate(pages * page)
-            fh.seek(28)
-            fh.write(pages.to_bytes(4, "big"))
-
-
-def _salvage_seqs(old: sqlite3.Connection) -> list[int]:
-    """Every seq the damaged file still lists, read as far as the damage allows."""
-    seqs: list[int] = []
-    try:
-        for (seq,) in old.execute("SELECT seq FROM entries ORDER BY seq"):
-            seqs.append(seq)
-    except sqlite3.DatabaseError:
-        # the index is damaged part-way: probe onward from the last seq read
-        last = seqs[-1] if seqs else 0
-        try:
-            (top,) = old.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
-            ).fetchone()
-        except (sqlite3.DatabaseError, TypeError):
-            top = last + 100_000
-        seqs.extend(range(last + 1, int(top) + 1))
-    return seqs
-
-
-# -- CLI -----------------------------------------------------------------------------
-
-_EXAMPLES = """\
-examples:
-  gateway outbox stats var/outbox/outbox-postgres.sqlite
-  gateway outbox stats var/outbox/*.sqlite --json
-  gateway outbox recover var/outbox/outbox-postgres.sqlite
-
-stats reads the file while the gateway runs. recover is for an outbox the
-gateway refused at start: it copies the intact entries into a fresh file and
-keeps the damaged one beside it as <file>.corrupt-<time>.
-"""
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "outbox",
-        help="inspect or recover the durable outbox",
-        description="Inspect or recover the durable outbox files.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cmds = parser.add_subparsers(dest="outbox_command", metavar="COMMAND", required=True)
-    stats = cmds.add_parser(
-        "stats",
-        help="depth, age of the oldest entry, bytes, what was shed",
-        description="Show depth, age of the oldest entry, bytes and what was shed.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    stats.add_argument("paths", nargs="+", help="outbox files")
-    stats.add_argument("--json", action="store_true", help="one JSON object per file")
-    stats.set_defaults(func=_stats_command)
-    rec = cmds.add_parser(
-        "recover",
-        help="salvage the intact entries of a damaged outbox",
-        description="Copy the intact entries of a damaged outbox into a fresh file.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    rec.add_argument("path", help="the damaged outbox file")
-    rec.set_defaults(func=_recover_command)
-
-
-def _stats_command(args: argparse.Namespace) -> int:
-    status = 0
-    for path in args.paths:
-        try:
-            s = read_stats(path)
-        except OutboxError as err:
-            print(f"gateway outbox stats: {err}", file=sys.stderr)
-            status = 1
-            continue
-        if args.json:
-            print(msgspec.json.encode({"path": path, **dataclasses.asdict(s)}).decode())
-            continue
-        print(
-            f"{path}\n"
-            f"  depth          {s.entries} entries, {s.rows} rows\n"
-            f"  oldest         {_age(s.oldest_age_s)}\n"
-            f"  stored         {s.stored_bytes} bytes\n"
-            f"  shed           {s.shed_rows} rows in {s.shed_entries} entries (disk quota)\n"
-            f"  corrupt        {s.corrupt_entries} entries quarantined\n"
-            f"  accepted       {s.accepted_rows} rows since the file was made"
-        )
-    return status
-
-
-def _age(seconds: float) -> str:
-    if seconds <= 0:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _recover_command(args: argparse.Namespace) -> int:
-    try:
-        kept, lost, aside = recover(args.path)
-    except OSError as err:
-        print(f"gateway outbox recover: {err}", file=sys.stderr)
-        return 1
-    print(f"recovered {kept} entries, lost {lost}; the damaged file is kept as {aside}")
-    return 0 if not lost else 3
