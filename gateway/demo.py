@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -89,6 +90,27 @@ class AlertPrinter:
                 flush=True,
             )
         return bundle
+
+
+class FleetView:
+    """The demo's view of the buses: each one's latest speed, for the summary line."""
+
+    def __init__(self) -> None:
+        self.speed_kmh: dict[int, float] = {}
+        self.fixes = 0
+
+    def process(self, bundle: Bundle) -> Bundle:
+        f = bundle.fixes
+        self.fixes += len(f)
+        for vehicle, speed in zip(f.vehicle.tolist(), f.speed.tolist(), strict=True):
+            self.speed_kmh[vehicle] = speed * 3.6
+        return bundle
+
+    def summary(self) -> str:
+        speeds = [v for v in self.speed_kmh.values() if not math.isnan(v)]
+        moving = sum(v > 2 for v in speeds)
+        mean = sum(speeds) / len(speeds) if speeds else 0.0
+        return f"buses {len(self.speed_kmh)} reporting, {moving} moving at {mean:4.1f} km/h"
 
 
 def modbus_settings(sim: WaterNetworkSim, interval: float, rtu: bool) -> ModbusSettings:
@@ -255,8 +277,9 @@ class Demo:
                     f"Simulated bus fleet: {a.buses} PMPML buses on MQTT {prefix}/v1/#, "
                     f"faults injected: {', '.join(DEMO_FAULTS)}."
                 )
+            view = FleetView()
             printer = AlertPrinter(self.out)
-            stages.append(printer)
+            stages += [view, printer]
             sink, where = await self.open_sink()
             with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
                 outbox = Outbox.open(Path(tmp) / "outbox.sqlite", OutboxSettings(directory=tmp))
@@ -272,7 +295,12 @@ class Demo:
                     tg.create_task(runtime.run(stop))
                     tg.create_task(
                         self.summarise(
-                            runtime, meters=meters, sim=sim, fleet=fleet, where=where, stop=stop
+                            runtime,
+                            meters=meters,
+                            sim=sim,
+                            fleet=view if fleet else None,
+                            where=where,
+                            stop=stop,
                         )
                     )
                     if fleet is not None:
@@ -298,7 +326,7 @@ class Demo:
         *,
         meters: ModbusSource,
         sim: WaterNetworkSim,
-        fleet: BusFleet | None,
+        fleet: FleetView | None,
         where: str,
         stop: asyncio.Event,
     ) -> None:
@@ -313,7 +341,7 @@ class Demo:
             last_t, last_rows = now, runtime.rows_emitted
             d = runtime.deliveries[0]
             state = "up" if d.stats.up else "DOWN"
-            buses = f"  bus msgs {fleet.publisher.published:6d}" if fleet else ""
+            buses = f"  {fleet.summary()}" if fleet else ""
             sim_clock = time.strftime("%a %H:%M", time.gmtime(sim.model.epoch_s() + IST_S))
             self.say(
                 f"{now - started:5.0f}s  network {sim_clock} IST"
