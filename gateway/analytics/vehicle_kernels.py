@@ -20,14 +20,13 @@ one (out of order, duplicate) is skipped, never an error.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
+
+from gateway.analytics import kernels as _kernels
 
 NEVER = np.iinfo(np.int64).min
 SKIPPED, NONE, OPENED, CLEARED = -1, 0, 1, 2  # debounce outputs
@@ -35,24 +34,8 @@ GOOD, JUMP, REANCHORED = 0, 1, 2  # track_fixes status; SKIPPED as above
 _R = 6_371_008.8
 
 
-def _ensure_cache_dir() -> None:
-    """Point NUMBA_CACHE_DIR somewhere writable when the package folder is not."""
-    if os.environ.get("NUMBA_CACHE_DIR") or os.access(Path(__file__).resolve().parent, os.W_OK):
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    for root in (Path(base), Path(tempfile.gettempdir())):
-        target = root / "gateway" / "numba"
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        os.environ["NUMBA_CACHE_DIR"] = str(target)
-        return
-
-
-_ensure_cache_dir()
-
-import numba  # noqa: E402 - after NUMBA_CACHE_DIR is settled
+# through kernels, which points NUMBA_CACHE_DIR somewhere writable before numba loads
+numba = _kernels.numba  # type: ignore[attr-defined]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
