@@ -3,9 +3,7 @@ settings from TOML, and a fleet of 2,000 buses."""
 
 from __future__ import annotations
 
-import sys
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +16,7 @@ from gateway.config import ConfigError, convert
 from gateway.events import Alert, Event, Severity
 from gateway.runtime import Stage
 from gateway.streams import StreamRegistry
-
-sys.path.insert(0, str(Path(__file__).parent))  # the suite runs in importlib mode
-from test_vehicle_harness import LAT0, LON0, NS, T0, Harness, at
+from tests.analytics.vehicle_harness import LAT0, LON0, NS, T0, Harness, at
 
 
 def test_is_a_stage_that_adds_alerts_and_keeps_the_rest() -> None:

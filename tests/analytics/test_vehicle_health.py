@@ -3,14 +3,9 @@ battery under-voltage, idling, the panic button and active DTCs."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from gateway.analytics.vehicle_settings import ModelThresholds, VehicleRulesSettings
 from gateway.events import Event, Severity
-
-sys.path.insert(0, str(Path(__file__).parent))  # the suite runs in importlib mode
-from test_vehicle_harness import LAT0, LON0, Harness, at, states
+from tests.analytics.vehicle_harness import LAT0, LON0, Harness, at, states
 
 NAN = float("nan")
 

@@ -3,9 +3,6 @@ acceleration, stale and offline."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,11 +10,8 @@ from gateway.analytics.geo import LocalProjection
 from gateway.analytics.vehicle_settings import SpeedZone, VehicleRulesSettings
 from gateway.batch import FixQuality
 from gateway.bundle import Bundle
-
-sys.path.insert(0, str(Path(__file__).parent))  # the suite runs in importlib mode
-from test_vehicle_harness import LAT0, LON0, Harness, at, states
-
 from gateway.events import Severity
+from tests.analytics.vehicle_harness import LAT0, LON0, Harness, at, states
 
 KMH = 1 / 3.6
 PROJ = LocalProjection(LAT0, LON0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,7 @@ import pytest
 
 from gateway.analytics.gtfs import GtfsFeed, load_gtfs
 from gateway.analytics.vehicle_settings import VehicleRulesSettings
-
-sys.path.insert(0, str(Path(__file__).parent))  # the suite runs in importlib mode
-from test_vehicle_harness import NS, Harness, at, states
+from tests.analytics.vehicle_harness import NS, Harness, at, states
 
 SHARED = Path(
     os.environ.get(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))  # the suite runs in importlib mode
-from test_vehicle_harness import LAT0, LON0, Harness
+from tests.analytics.vehicle_harness import LAT0, LON0, Harness
 
 values = st.lists(
     st.tuples(
