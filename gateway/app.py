@@ -19,7 +19,6 @@ from gateway.analytics import kernels, water
 from gateway.analytics.vehicle import VehicleRules
 from gateway.analytics.water import WaterDetectors
 from gateway.config import ConfigError
-from gateway.db.settings import SecretError
 from gateway.drivers.modbus.profiles import ProfileError
 from gateway.drivers.modbus.source import ModbusSource
 from gateway.drivers.mqtt.source import MqttSource
@@ -136,7 +135,7 @@ def run_gateway(path: str) -> int:
     settings = load_settings(path)
     try:
         runtime = build_runtime(settings)
-    except (SecretError, ProfileError, OutboxError) as err:
+    except (ProfileError, OutboxError) as err:
         raise ConfigError(path, "", str(err)) from err
     if not runtime.sources:
         log.warning("gateway.idle", reason="no sources configured ([modbus] devices, [mqtt])")

@@ -11,7 +11,7 @@ import os
 import sys
 
 from gateway.db.migrate import MigrationError, ensure_database, migrate
-from gateway.db.settings import PostgresSettings, RetentionSettings, SecretError
+from gateway.db.settings import PostgresSettings, RetentionSettings
 
 EXAMPLES = """\
 examples:
@@ -90,7 +90,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             ),
         )
         conninfo = settings.conninfo()
-    except (ValueError, SecretError) as err:
+    except ValueError as err:  # a bad DSN or setting, or an unreadable password (ConfigError)
         print(f"gateway db migrate: {err}", file=sys.stderr)
         return 2
     run = ensure_database if args.create else migrate

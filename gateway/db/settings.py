@@ -8,18 +8,14 @@ variable and `password_file` a file holding it. TLS is set in the DSN, e.g.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from gateway.config import read_secret
+
 Mode = Literal["auto", "timescaledb", "postgres"]
-
-
-class SecretError(ValueError):
-    """The password named by password_env / password_file cannot be read."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,23 +87,7 @@ class PostgresSettings:
             raise ValueError("connect_timeout, write_timeout and pool_max_size must be positive")
 
     def password(self) -> str | None:
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise SecretError(
-                    f"the database password is expected in ${self.password_env}; "
-                    f"export {self.password_env}=... before starting"
-                )
-            return value
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().strip()
-            except OSError as err:
-                raise SecretError(
-                    f"cannot read the database password from {self.password_file}: "
-                    f"{err.strerror}; check the path and permissions"
-                ) from err
-        return None
+        return read_secret(self.password_env, self.password_file, what="database password")
 
     def conninfo(self) -> str:
         """The DSN with the password and connect timeout filled in."""

@@ -15,8 +15,9 @@ from psycopg.conninfo import make_conninfo
 
 from gateway.batch import NS_PER_S, AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
+from gateway.config import ConfigError
 from gateway.db.migrate import migrate
-from gateway.db.settings import PostgresSettings, RetentionSettings, SecretError
+from gateway.db.settings import PostgresSettings, RetentionSettings
 from gateway.events import Alert, Event, Reject, Severity
 from gateway.sinks.base import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
@@ -234,7 +235,7 @@ def test_password_comes_from_env_or_file_never_the_dsn(
     info = settings.conninfo()
     assert "password=s3cret" in info and "sslmode=verify-full" in info
     monkeypatch.delenv("GW_TEST_PW")
-    with pytest.raises(SecretError, match="GW_TEST_PW"):
+    with pytest.raises(ConfigError, match="GW_TEST_PW"):
         settings.conninfo()
     (tmp_path / "pw").write_text("from-file\n")
     from_file = PostgresSettings(
