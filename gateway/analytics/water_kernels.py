@@ -974,6 +974,30 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
 
 
 @njit(cache=True, nogil=True)
+def _cusum_track(d, z, resid, k_, h, bin_end, bin_min, f, i, fs, fsum, fn, istart, isince):  # type: ignore[no-untyped-def]
+    """One bin of a one-sided CUSUM of z (clipped at 3 h), tracking when the excursion
+    started, its mean residual, and since when it has been in alarm (s >= h / 2).
+    `fs`..`isince` name the slots of this CUSUM in the f and i state arrays.
+    Returns (score in [0, 1), mean residual of the excursion, alarm)."""
+    if f[d, fs] == 0.0:
+        i[d, istart] = bin_end - bin_min * NS_PER_MIN
+        f[d, fsum] = 0.0
+        f[d, fn] = 0.0
+    f[d, fs] = min(max(0.0, f[d, fs] + z - k_), 3.0 * h)
+    if f[d, fs] > 0.0:
+        f[d, fsum] += resid
+        f[d, fn] += 1.0
+    alarm = f[d, fs] >= 0.5 * h
+    if alarm and i[d, isince] == 0:
+        i[d, isince] = bin_end
+    elif not alarm:
+        i[d, isince] = 0
+    stat = f[d, fs] / h
+    magnitude = f[d, fsum] / f[d, fn] if f[d, fn] > 0 else 0.0
+    return stat / (1.0 + stat), magnitude, alarm
+
+
+@njit(cache=True, nogil=True)
 def _close_bin(  # type: ignore[no-untyped-def]
     d,
     m,
@@ -1019,23 +1043,11 @@ def _close_bin(  # type: ignore[no-untyped-def]
         expected = f[d, F_SCALE] * med
         # clipped: a flushed hydrant is a few huge bins, a leak many moderate ones
         z = min((x - expected) / (f[d, F_SCALE] * s), p[Q_Z_CLIP])
-        if f[d, F_S] == 0.0:
-            i[d, I_S_START] = bin_end - bin_min * NS_PER_MIN
-            f[d, F_RES_SUM] = 0.0
-            f[d, F_RES_N] = 0.0
-        f[d, F_S] = min(max(0.0, f[d, F_S] + z - p[Q_CUSUM_K]), 3.0 * p[Q_CUSUM_H])
-        if f[d, F_S] > 0.0:
-            f[d, F_RES_SUM] += x - expected
-            f[d, F_RES_N] += 1.0
-        stat = f[d, F_S] / p[Q_CUSUM_H]
-        out[k, O_CUSUM] = stat / (1.0 + stat)
-        out[k, O_CUSUM_MAG] = f[d, F_RES_SUM] / f[d, F_RES_N] if f[d, F_RES_N] > 0 else 0.0
+        out[k, O_CUSUM], out[k, O_CUSUM_MAG], alarm = _cusum_track(
+            d, z, x - expected, p[Q_CUSUM_K], p[Q_CUSUM_H], bin_end, bin_min, f, i,
+            F_S, F_RES_SUM, F_RES_N, I_S_START, I_ALARM_SINCE,
+        )  # fmt: skip
         outi[k, OI_CUSUM_START] = i[d, I_S_START]
-        alarm = f[d, F_S] >= 0.5 * p[Q_CUSUM_H]
-        if alarm and i[d, I_ALARM_SINCE] == 0:
-            i[d, I_ALARM_SINCE] = bin_end
-        elif not alarm:
-            i[d, I_ALARM_SINCE] = 0
     _intercept(d, prev % ndb, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k)
     relearn = alarm and bin_end - i[d, I_ALARM_SINCE] > p[Q_RELEARN_MIN] * NS_PER_MIN
     if (not alarm or relearn) and i[d, I_BURST_ON] == 0:
@@ -1092,23 +1104,11 @@ def _close_bin(  # type: ignore[no-untyped-def]
             bmed, bmad = _med_mad(mb[d], min(cnt, MB_RING))
             bs = max(1.4826 * bmad, p[Q_FLOOR_LPS], 0.02 * abs(f[d, F_QMEAN]))
             z = (imb - bmed) / bs
-            if f[d, F_SMB] == 0.0:
-                i[d, I_MB_START] = bin_end - bin_min * NS_PER_MIN
-                f[d, F_MB_SUM] = 0.0
-                f[d, F_MB_N] = 0.0
-            f[d, F_SMB] = min(max(0.0, f[d, F_SMB] + z - p[Q_CUSUM_K]), 3.0 * p[Q_MB_H])
-            if f[d, F_SMB] > 0:
-                f[d, F_MB_SUM] += imb - bmed
-                f[d, F_MB_N] += 1.0
-            st = f[d, F_SMB] / p[Q_MB_H]
-            out[k, O_MB] = st / (1.0 + st)
-            out[k, O_MB_MAG] = f[d, F_MB_SUM] / f[d, F_MB_N] if f[d, F_MB_N] > 0 else 0.0
+            out[k, O_MB], out[k, O_MB_MAG], mb_alarm = _cusum_track(
+                d, z, imb - bmed, p[Q_CUSUM_K], p[Q_MB_H], bin_end, bin_min, f, i,
+                F_SMB, F_MB_SUM, F_MB_N, I_MB_START, I_MB_ALARM_SINCE,
+            )  # fmt: skip
             outi[k, OI_MB_START] = i[d, I_MB_START]
-            mb_alarm = f[d, F_SMB] >= 0.5 * p[Q_MB_H]
-            if mb_alarm and i[d, I_MB_ALARM_SINCE] == 0:
-                i[d, I_MB_ALARM_SINCE] = bin_end
-            elif not mb_alarm:
-                i[d, I_MB_ALARM_SINCE] = 0
             since = i[d, I_MB_ALARM_SINCE]
             if mb_alarm and bin_end - since <= p[Q_RELEARN_MIN] * NS_PER_MIN:
                 return
