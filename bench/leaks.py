@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.leak_scenarios import SIZE_CLASSES, T0, generate
-from gateway.replay import parse_readings, replay
+from gateway.readings_csv import parse_readings
+from gateway.replay import replay
 
 WARMUP_S = 7 * 86_400
 NIGHT = (120, 240)  # local minutes of day

@@ -13,7 +13,8 @@ import pytest
 
 from gateway import replay as replay_mod
 from gateway.analytics.anomaly import AnomalyDetector
-from gateway.replay import parse_readings, register, replay
+from gateway.readings_csv import ReplayError, parse_readings
+from gateway.replay import register, replay
 
 NS = 1_000_000_000
 T0 = 1_767_205_800  # 2026-01-01 00:00 Asia/Kolkata
@@ -113,9 +114,9 @@ def test_bad_rows_are_reported_by_line_and_stop_the_run(
 def test_bad_header_and_missing_file(tmp_path: Path, config: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("time,name,value\n")
-    with pytest.raises(replay_mod.ReplayError, match="line 1: header"):
+    with pytest.raises(ReplayError, match="line 1: header"):
         replay(path, config)
-    with pytest.raises(replay_mod.ReplayError, match="cannot read"):
+    with pytest.raises(ReplayError, match="cannot read"):
         replay(tmp_path / "missing.csv", config)
 
 
