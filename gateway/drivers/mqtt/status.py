@@ -56,14 +56,20 @@ class StatusBoard:
                     heading=None if math.isnan(heading) else heading,
                 )
                 self._touch(name, ts_ms)
-        readings = bundle.readings
-        for stream, ts, value in zip(readings.stream, readings.ts, readings.value, strict=True):
-            info = self.registry.info(int(stream))
-            if not info.asset.startswith("bus/") or math.isnan(value):
-                continue
-            name = info.asset[4:]
-            self._health.setdefault(name, {})[info.quantity] = float(value)
-            self._touch(name, int(ts) // 1_000_000)
+        r = bundle.readings[~np.isnan(bundle.readings.value)]
+        if len(r):
+            # the latest value of each stream in the bundle: one step per stream, not per row
+            order = np.argsort(r.ts, kind="stable")[::-1]
+            streams, first = np.unique(r.stream[order], return_index=True)
+            latest = order[first]
+            for stream, ts, value in zip(
+                streams.tolist(), r.ts[latest].tolist(), r.value[latest].tolist(), strict=True
+            ):
+                info = self.registry.info(stream)
+                if info.asset.startswith("bus/"):
+                    name = info.asset[4:]
+                    self._health.setdefault(name, {})[info.quantity] = value
+                    self._touch(name, ts // 1_000_000)
         for alert in bundle.alerts:
             if not alert.asset.startswith("bus/"):
                 continue

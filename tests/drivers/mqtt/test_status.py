@@ -54,3 +54,24 @@ def test_status_has_latest_fix_health_and_open_alerts() -> None:
     )
     b1 = json.loads(dict(board.messages())["pmpml/v1/vehicles/B1/status"])
     assert b1["last_fix"]["lat"] == 18.6 and b1["open_alerts"] == [] and b1["ts"] == 3_000
+
+
+def test_health_keeps_each_signal_s_latest_value_by_time() -> None:
+    registry = StreamRegistry()
+    board = StatusBoard(registry, prefix="t")
+    coolant = registry.register("bus/B1/coolant_c", "degC", "temperature")
+    rpm = registry.register("bus/B1/rpm", "rpm", "speed")
+    water = registry.register("dma-01/inlet/flow_lps", "L/s", "flow")
+    board.process(
+        Bundle(
+            readings=ReadingBatch.of(
+                [3 * MS, 1 * MS, 2 * MS, 4 * MS, 5 * MS],
+                [coolant, coolant, rpm, rpm, water],
+                [90.0, 80.0, 700.0, np.nan, 12.0],
+            )
+        )
+    )
+    status = json.loads(board.messages()[0][1])
+    assert status["health"] == {"coolant_c": 90.0, "rpm": 700.0}, "latest by ts, NaN skipped"
+    assert status["ts"] == 3
+    assert [topic for topic, _ in board.messages(changed_only=False)] == ["t/v1/vehicles/B1/status"]
