@@ -196,7 +196,8 @@ class BusFleet:
                 self.publisher.publish(self.fleet.advance(1.0))
                 lag = started + self.fleet.t_s - time.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(lag, 0.0))
+                    async with asyncio.timeout(max(lag, 0.0)):
+                        await stop.wait()
         finally:
             await asyncio.to_thread(self.publisher.close)
 
@@ -215,7 +216,8 @@ class Demo:
     async def open_sink(self) -> tuple[Sink, str]:
         dsn: str = self.args.dsn
         try:
-            report = await asyncio.wait_for(ensure_database(dsn), timeout=15)
+            async with asyncio.timeout(15):
+                report = await ensure_database(dsn)
         except (MigrationError, TimeoutError, OSError) as err:
             reason = str(err) or type(err).__name__
             self.say(f"PostgreSQL is not reachable ({reason.splitlines()[0]}).")
@@ -335,7 +337,8 @@ class Demo:
         last_rows = 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                async with asyncio.timeout(every):
+                    await stop.wait()
             now = time.monotonic()
             rate = (runtime.rows_emitted - last_rows) / max(now - last_t, 1e-9)
             last_t, last_rows = now, runtime.rows_emitted
@@ -370,5 +373,6 @@ class Demo:
 
 async def stop_after(seconds: float, stop: asyncio.Event) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
     stop.set()

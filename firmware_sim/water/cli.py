@@ -138,7 +138,8 @@ async def serve(sim: WaterNetworkSim, duration: float) -> None:
             print(f"RTU on {sim.rtu_port} (baud {settings.baudrate or 'unlimited'})")
         sys.stdout.flush()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration or None)
+            async with asyncio.timeout(duration or None):
+                await stop.wait()
     finally:
         await sim.stop()
 

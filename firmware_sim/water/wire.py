@@ -113,7 +113,8 @@ class PtyWire:
                     data
                 ) < need:
                     try:
-                        more = await asyncio.wait_for(self._read(src), gap)
+                        async with asyncio.timeout(gap):
+                            more = await self._read(src)
                     except TimeoutError:
                         break
                     data += more

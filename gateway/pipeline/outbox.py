@@ -426,7 +426,8 @@ class Outbox:
                         break
                     if live is None:
                         with contextlib.suppress(TimeoutError):  # live arriving goes first
-                            await asyncio.wait_for(self._cond.wait(), wait)
+                            async with asyncio.timeout(wait):
+                                await self._cond.wait()
                         continue
                 assert live is not None
                 seqs = self._select(live, max_rows)
@@ -463,7 +464,8 @@ class Outbox:
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._cond.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._cond.wait()
             except TimeoutError:
                 return
 

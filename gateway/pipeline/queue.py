@@ -103,7 +103,8 @@ class BundleQueue:
                 if remaining <= 0:
                     break
                 try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
                 except TimeoutError:
                     break
             if not self._items:

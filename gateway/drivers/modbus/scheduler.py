@@ -165,8 +165,13 @@ class Lane:
             dev.next_due = now + dev.rng.uniform(0, max(dev.settings.jitter, 0.05)) * min(
                 dev.settings.interval, 1.0
             )
+        task = asyncio.current_task()
         try:
             while True:
+                # pymodbus waits for replies with asyncio.wait_for, which on Python 3.11
+                # swallows a cancel that lands as the reply arrives: honour it here
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
                 await self._run_writes()
                 dev = min(self.devices, key=lambda d: d.next_due)
                 delay = dev.next_due - loop.time()
@@ -174,7 +179,8 @@ class Lane:
                     self._wake.clear()
                     if self.writes.empty():
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), delay)
+                            async with asyncio.timeout(delay):
+                                await self._wake.wait()
                     continue
                 await self._poll(dev)
         finally:

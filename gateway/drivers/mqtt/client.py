@@ -196,7 +196,8 @@ class MqttClient:
         # the PUBACK is read in _readable, on this loop, so it cannot beat this line
         ack = self._acks[info.mid] = self._loop.create_future()
         try:
-            await asyncio.wait_for(ack, self.settings.connect_timeout_s)
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                await ack
         except TimeoutError as err:
             raise MqttError(
                 f"no PUBACK for {topic} within {self.settings.connect_timeout_s} s"
@@ -288,15 +289,12 @@ class MqttClient:
         if self._protocol == "5":
             kwargs["clean_start"] = s.clean_start
         # connect() resolves, connects and shakes hands (TLS) in blocking calls: off the loop
-        await asyncio.wait_for(
-            loop.run_in_executor(
+        async with asyncio.timeout(s.connect_timeout_s):
+            await loop.run_in_executor(
                 None, lambda: client.connect(s.host, s.port, s.keepalive_s, **kwargs)
-            ),
-            s.connect_timeout_s,
-        )
-        code, session_present = await asyncio.wait_for(
-            asyncio.shield(self._connack), s.connect_timeout_s
-        )
+            )
+        async with asyncio.timeout(s.connect_timeout_s):
+            code, session_present = await asyncio.shield(self._connack)
         if code != 0:
             refused_v5 = self._protocol == "5" and code in _UNSUPPORTED_PROTOCOL
             if self.settings.protocol == "auto" and refused_v5:

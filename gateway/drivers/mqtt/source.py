@@ -230,7 +230,8 @@ class MqttSource:
                 tg.create_task(self.client.run(), name=f"{self.name}:client")
                 while True:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), flush_s)
+                        async with asyncio.timeout(flush_s):
+                            await self._full.wait()
                     self._full.clear()
                     await self._flush(emit)
                     self.client.resume()

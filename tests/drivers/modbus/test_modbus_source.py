@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -114,3 +115,30 @@ async def test_alarm_bits_arrive_as_events(collector: Any, run_source: Any) -> N
         ("dma-01/amr-001", "tamper_cleared")
     )
     assert events.count(("dma-01/pz-1", "low_battery")) == 1
+
+
+async def test_a_cancel_swallowed_inside_pymodbus_still_stops_the_lanes(
+    sim: WaterNetworkSim, collector: Any
+) -> None:
+    """pymodbus waits for a reply with asyncio.wait_for, which on Python 3.11 drops a
+    cancel that arrives together with the reply; polled flat out, that happened in CI
+    and a stop hung. Every read here drops the cancel the same way."""
+    source = ModbusSource(sim.modbus_settings(interval=0.001), StreamRegistry())
+    task = asyncio.create_task(source.run(collector))
+    await asyncio.sleep(0.3)
+    for lane in source.lanes:
+        real = lane.link.read
+
+        async def swallowing(
+            fc: int, address: int, count: int, *rest: Any, real: Any = real
+        ) -> Any:
+            try:
+                return await real(fc, address, count, *rest)
+            except asyncio.CancelledError:
+                return [0] * count
+
+        lane.link.read = swallowing  # type: ignore[method-assign]
+    await asyncio.sleep(0.1)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done and task.cancelled()
