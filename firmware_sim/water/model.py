@@ -75,7 +75,10 @@ def diurnal(hour: float) -> float:
     morning = 0.9 * math.exp(-(((hour - 7.5) / 1.6) ** 2))
     evening = 0.6 * math.exp(-(((hour - 19.5) / 2.0) ** 2))
     midday = 0.3 * math.exp(-(((hour - 13.0) / 3.0) ** 2))
-    return 0.35 + morning + evening + midday + 0.25 * (6 < hour < 23)
+    # the day's base use comes on around 06:00 and goes off around 23:00; summed over
+    # thousands of homes it ramps over an hour or so, it never steps
+    day = 0.25 / ((1 + math.exp((6.0 - hour) / 0.25)) * (1 + math.exp((hour - 23.0) / 0.25)))
+    return 0.35 + morning + evening + midday + day
 
 
 def weekly(day: int) -> float:
