@@ -21,8 +21,12 @@ What each detector watches (thresholds in `WaterSettings`):
   adds evidence and an earlier start to an open leak rather than opening one.
 - sensor_fault / drift (or leak evidence): the inlet-to-point pressure loss
   against its fitted curve c + k x flow^1.85, two-sided CUSUM.
-- burst: an abrupt, held step up in the inflow residual or down in a pressure,
-  opened 5 minutes after the step.
+- burst: an abrupt, held step up in the inflow residual or down in a pressure
+  against its learned time-of-day profile (raw pressure until one is learned),
+  opened 5 minutes after the step. A step is judged against the spread of the
+  test's own statistic over the last days, scaled with the expected flow (and
+  flow^1.85 for pressures), so correlated demand noise at the morning peak and
+  the daily pressure swing raise no alarm.
 - transient: on pressure streams at >= 100 Hz, onset within a sample of the
   crossing, with its peak in metres.
 - sensor_fault: stuck, spike, dropout, reverse_flow, drift. Leak and burst

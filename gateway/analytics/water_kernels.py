@@ -550,8 +550,10 @@ N_STEP_PARAMS = 31
     F_MB_N,
     F_BPREF,
     F_BPSTEP,
-) = range(20)
-N_F = 20
+    F_STEPV,
+    F_STEPN,
+) = range(22)
+N_F = 22
 # per-DMA int state
 (
     I_LAST_M,
@@ -567,8 +569,9 @@ N_F = 20
     I_MB_ALARM_SINCE,
     I_IC_START,
     I_IC_SKIP,
-) = range(13)
-N_I = 13
+    I_BPRES,
+) = range(14)
+N_I = 14
 # outputs
 (
     O_BURST,
@@ -629,6 +632,14 @@ class StepState:
         self.grad = np.zeros((n_dma, MAXP, 7))
         self.ich = np.full((n_dma, night_hist), np.nan)
         self.ichn = np.zeros(n_dma, np.int64)
+        # per pressure point: its time-of-day profile (weekdays, then weekend days), the
+        # profile's value each minute for the burst windows, bin sums, and the running
+        # mean square of the burst test's pressure drop with its count
+        self.pp = np.full((n_dma, MAXP, W), np.nan)
+        self.bps = np.zeros((n_dma, MAXP, 2))
+        self.pdy = np.full((n_dma, MAXP, 2 * ndb, hist), np.nan)
+        self.pdyn = np.zeros((n_dma, MAXP, 2 * ndb), np.int64)
+        self.pstep = np.zeros((n_dma, MAXP, 2))
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (
@@ -651,6 +662,11 @@ class StepState:
             self.ich,
             self.ichn,
             self.grad,
+            self.pp,
+            self.bps,
+            self.pdy,
+            self.pdyn,
+            self.pstep,
         )
 
 
@@ -690,6 +706,29 @@ def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
         # looks like a burst; until a day type has history, it is not judged by flow
         return np.nan, np.nan
     return med, max(1.4826 * mad, p[Q_FLOOR_REL] * abs(med), p[Q_FLOOR_LPS])
+
+
+@njit(cache=True, nogil=True)
+def _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb):  # type: ignore[no-untyped-def]
+    """Point j's learned pressure at this minute (between bin centres), NaN until the
+    bin has min_history days."""
+    hist = pdy.shape[3]
+    tod = _day_bin(bin_abs, ndb, p)
+    if pdyn[d, j, tod] < p[Q_MIN_HIST]:
+        # the other day type's: a timetable or the daily swing, a little off in time,
+        # is closer than raw pressure
+        tod = (tod + ndb) % (2 * ndb)
+        if pdyn[d, j, tod] < p[Q_MIN_HIST]:
+            return np.nan
+    med = np.median(pdy[d, j, tod, : min(pdyn[d, j, tod], hist)])
+    nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
+    tod2 = _day_bin(nb, ndb, p)
+    if pdyn[d, j, tod2] < p[Q_MIN_HIST]:
+        tod2 = (tod2 + ndb) % (2 * ndb)
+    if pdyn[d, j, tod2] >= p[Q_MIN_HIST]:
+        w = abs(frac - 0.5)
+        med = (1.0 - w) * med + w * np.median(pdy[d, j, tod2, : min(pdyn[d, j, tod2], hist)])
+    return med
 
 
 @njit(cache=True, nogil=True)
@@ -769,6 +808,11 @@ def step_minutes(  # type: ignore[no-untyped-def]
     ich,
     ichn,
     grad,
+    pp,
+    bps,
+    pdy,
+    pdyn,
+    pstep,
     out,
     outi,
 ):
@@ -786,10 +830,13 @@ def step_minutes(  # type: ignore[no-untyped-def]
         last = i[d, I_LAST_M]
         if gap[k] == 1 or (last >= 0 and m - last > p[Q_GAP_RESET_MIN]):
             _reset_short(d, f, i, rr, pr, bdp, sdp)
+            pp[d, :, :] = np.nan
+            bps[d, :, :] = 0.0
             ic[d, :, :] = np.nan
             if last >= 0 and m - last > p[Q_MAX_AGE_MIN]:
                 wkn[d, :] = 0
                 dyn[d, :] = 0
+                pdyn[d, :, :] = 0
                 nightn[d, :] = 0
                 mbn[d] = 0
                 f[d, F_QN] = 0.0
@@ -822,6 +869,9 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 ich,
                 ichn,
                 grad,
+                bps,
+                pdy,
+                pdyn,
                 n_pres[d],
                 nwb,
                 ndb,
@@ -837,6 +887,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
             f[d, F_BCSUM] = 0.0
             f[d, F_BCN] = 0.0
             bdp[d, :, :] = 0.0
+            bps[d, :, :] = 0.0
         if np.isfinite(x):
             f[d, F_BSUM] += x
             f[d, F_BN] += 1.0
@@ -867,12 +918,21 @@ def step_minutes(  # type: ignore[no-untyped-def]
             f[d, F_DIFF] += 0.02 * (min(abs(r - prev_r), 10 * f[d, F_DIFF] + 1e-9) - f[d, F_DIFF])
         for j in range(n_pres[d]):
             pv = pres[k, j]
-            pp = pr[d, j, (m - 1) % W]
+            prev = pr[d, j, (m - 1) % W]
             pr[d, j, m % W] = pv
-            if np.isfinite(pv) and np.isfinite(pp):
-                pdiff[d, j] += 0.02 * (min(abs(pv - pp), 10 * pdiff[d, j] + 1e-9) - pdiff[d, j])
+            pp[d, j, m % W] = _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb)
+            if np.isfinite(pv):
+                bps[d, j, 0] += pv
+                bps[d, j, 1] += 1.0
+                if np.isfinite(prev):
+                    pdiff[d, j] += 0.02 * (
+                        min(abs(pv - prev), 10 * pdiff[d, j] + 1e-9) - pdiff[d, j]
+                    )
         out[k, O_RESID] = r
-        _burst(d, m, p, f, i, rr, pr, pdiff, n_pres[d], out, outi, k)
+        level = np.nan
+        if np.isfinite(med):
+            level = max(f[d, F_SCALE] * med, 0.25 * f[d, F_QMEAN], p[Q_BURST_LPS])
+        _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, n_pres[d], level, out, outi, k)
         # ---- minimum night flow, judged when the night window ends
         mod = local % 1440
         day = local // 1440
@@ -893,12 +953,23 @@ def step_minutes(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[no-untyped-def]
+def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):  # type: ignore[no-untyped-def]
     """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes."""
     after, na = _window_mean(rr[d], m, 0, BURST_AFTER - 1)
     before, nb = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
     lead, nl = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + 4)
+    # noise of the step from minute differences, as if it were white; and the step
+    # statistic's own spread, relative to the flow: demand noise is correlated over
+    # minutes and grows with demand, so the first alone understates the morning peak
     sigma = 0.886 * f[d, F_DIFF] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+    if f[d, F_STEPN] >= 60:
+        sigma = max(sigma, np.sqrt(f[d, F_STEPV]) * level)
+    rel = (after - before) / level
+    if i[d, I_BURST_ON] == 0 and na >= BURST_AFTER - 1 and nb >= 20 and np.isfinite(rel):
+        v = f[d, F_STEPV]
+        r2 = min(rel * rel, 16.0 * v) if f[d, F_STEPN] >= 60 else rel * rel
+        f[d, F_STEPN] += 1.0
+        f[d, F_STEPV] += (r2 - v) / min(f[d, F_STEPN], 3.0 * 1440.0)
     thr = max(p[Q_BURST_K] * sigma, p[Q_BURST_FRAC] * f[d, F_QMEAN], p[Q_BURST_LPS])
     if i[d, I_BURST_ON] == 1:
         # follow an open burst until the flow returns or it is old enough to be a leak
@@ -906,7 +977,8 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
         plevel = np.nan
         j = i[d, I_BPOINT]
         if f[d, F_BPSTEP] > 0:
-            pa, npa = _window_mean(pr[d, j], m, 0, BURST_AFTER - 1)
+            ring = pr[d, j] - pp[d, j] if i[d, I_BPRES] == 1 else pr[d, j]
+            pa, npa = _window_mean(ring, m, 0, BURST_AFTER - 1)
             plevel = (f[d, F_BPREF] - pa) / f[d, F_BPSTEP] if npa >= 3 else np.nan
         lv = max(level if np.isfinite(level) else 0.0, plevel if np.isfinite(plevel) else 0.0)
         if lv < 0.5 or m - i[d, I_BURST_START] // NS_PER_MIN > p[Q_BURST_TRACK_MIN]:
@@ -940,19 +1012,43 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
                 f[d, F_BPSTEP] = 0.0
                 i[d, I_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
                 out[k, O_BURST_MAG] = step
+    # head loss goes with flow^1.85 and demand noise with flow, so a pressure's noise
+    # grows with the flow^1.85: its drops are judged in units scaled by that
+    g = 1.0
+    if np.isfinite(level) and f[d, F_QMEAN] > 0:
+        g = (level / max(f[d, F_QMEAN], p[Q_BURST_LPS])) ** 1.85
     for j in range(npres):
-        pa, npa = _window_mean(pr[d, j], m, 0, BURST_AFTER - 1)
-        pb, npb = _window_mean(pr[d, j], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
-        pl, npl = _window_mean(pr[d, j], m, BURST_AFTER, BURST_AFTER + 4)
+        # against the time-of-day profile once it is learned, raw until then; in the
+        # half hour where the windows straddle the two, the point is not judged
+        known = 0
+        for kk in range(BURST_AFTER + BURST_BEFORE):
+            known += np.isfinite(pp[d, j, (m - kk) % W])
+        if known == BURST_AFTER + BURST_BEFORE:
+            ring = pr[d, j] - pp[d, j]
+        elif known == 0:
+            ring = pr[d, j]
+        else:
+            continue
+        pa, npa = _window_mean(ring, m, 0, BURST_AFTER - 1)
+        pb, npb = _window_mean(ring, m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
+        pl, npl = _window_mean(ring, m, BURST_AFTER, BURST_AFTER + 4)
         if npa < BURST_AFTER - 1 or npb < 20 or npl < 3:
             continue
-        psig = 0.886 * pdiff[d, j] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
-        pthr = max(p[Q_BURST_K] * psig, p[Q_BURST_DROP_M])
         drop = pb - pa
-        highest = -_window_min(pr[d, j], m, 0, BURST_AFTER - 1, -1.0)
+        ps = pstep[d, j]
+        psig = 0.886 * pdiff[d, j] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+        if ps[1] >= 60:
+            psig = max(psig, np.sqrt(ps[0]) * g)
+        if i[d, I_BURST_ON] == 0:
+            d2 = (drop / g) ** 2
+            d2 = min(d2, 16.0 * ps[0]) if ps[1] >= 60 else d2
+            ps[1] += 1.0
+            ps[0] += (d2 - ps[0]) / min(ps[1], 3.0 * 1440.0)
+        pthr = max(p[Q_BURST_K] * psig, p[Q_BURST_DROP_M])
+        highest = -_window_min(ring, m, 0, BURST_AFTER - 1, -1.0)
         if drop > 0 and pb - highest >= 0.6 * pthr and abs(pl - pb) < 0.35 * drop:
             lv = drop / pthr
-            if lv >= 1.0 and lv > best * 0.0:
+            if lv >= 1.0:
                 if i[d, I_BURST_ON] == 0:
                     i[d, I_BURST_ON] = 1
                     i[d, I_BURST_START] = (m - BURST_AFTER + 1) * NS_PER_MIN
@@ -961,10 +1057,11 @@ def _burst(d, m, p, f, i, rr, pr, pdiff, npres, out, outi, k):  # type: ignore[n
                     # follow the flow too when it stepped with the pressure
                     f[d, F_BSTEP] = fstep if fstep >= 0.5 * thr else np.inf
                     out[k, O_BURST_MAG] = fstep
-                if drop / pthr > f[d, F_BPSTEP] / pthr if f[d, F_BPSTEP] > 0 else True:
+                if drop > f[d, F_BPSTEP]:
                     f[d, F_BPREF] = pb
                     f[d, F_BPSTEP] = drop
                     i[d, I_BPOINT] = j
+                    i[d, I_BPRES] = known > 0
                     out[k, O_BURST_DROP] = drop
             best = max(best, lv)
     if best > 0:
@@ -1016,6 +1113,9 @@ def _close_bin(  # type: ignore[no-untyped-def]
     ich,
     ichn,
     grad,
+    bps,
+    pdy,
+    pdyn,
     npres,
     nwb,
     ndb,
@@ -1029,6 +1129,13 @@ def _close_bin(  # type: ignore[no-untyped-def]
     tow = prev % nwb
     tod = _day_bin(prev, ndb, p)
     bin_end = ((prev + 1) * bin_min - np.int64(p[Q_TZ_MIN])) * NS_PER_MIN
+    if i[d, I_BURST_ON] == 0:
+        # pressures follow demand through the day (and a PRV's timetable): learn that,
+        # so the burst test sees only what the time of day does not explain
+        for j in range(npres):
+            if bps[d, j, 1] >= 0.5 * bin_min:
+                pdy[d, j, tod, pdyn[d, j, tod] % hist] = bps[d, j, 0] / bps[d, j, 1]
+                pdyn[d, j, tod] += 1
     if f[d, F_BN] < 0.5 * bin_min:
         return
     x = f[d, F_BSUM] / f[d, F_BN]

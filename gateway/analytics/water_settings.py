@@ -208,7 +208,15 @@ class WaterSettings:
             raise ValueError("history and min_history >= 1, night_history >= 3")
         if not 0 < self.grace_minutes < wk.RING - 2:
             raise ValueError(f"grace_minutes must be between 1 and {wk.RING - 3}")
-        for key in ("cusum_h", "gradient_h", "balance_h", "night_z", "burst_k", "transient_k"):
+        for key in (
+            "cusum_h",
+            "gradient_h",
+            "balance_h",
+            "night_z",
+            "burst_k",
+            "burst_min_lps",
+            "transient_k",
+        ):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive")
 

@@ -119,6 +119,34 @@ def test_burst_is_caught_within_minutes() -> None:
     assert b.evidence["pressure_drop_m"] > 3.0
 
 
+def test_daily_pressure_steps_and_correlated_demand_noise_raise_no_burst() -> None:
+    """A PRV timetable drops the pressures 8 m at 23:00 and restores them at 05:00, in
+    one minute, every day; demand noise is correlated over ~5 minutes. Once the
+    profile knows the day, neither is a burst; a real one still is."""
+    reg = StreamRegistry()
+    days = 12
+    ts = T0 + np.arange(0, days * 86_400, 60)
+    at = T0 + int(10.3 * 86_400)
+    ts, s = dma_series(days, seed=11, extra=np.where(ts >= at, 4.0, 0.0))
+    rng = np.random.default_rng(12)
+    ar = np.zeros(len(ts))
+    for k in range(1, len(ts)):
+        ar[k] = 0.82 * ar[k - 1] + 0.57 * rng.standard_normal()
+    s[FLOW] = s[FLOW] * (1 + 0.05 * ar)
+    hour = ((ts - T0) % 86_400) / 3600
+    night = (hour >= 23) | (hour < 5)
+    for name in (P_IN, P_1):
+        s[name] = np.where(night, s[name] - 8.0, s[name])
+    s[P_1] = np.where(ts >= at, s[P_1] - 5.0, s[P_1])
+    alerts, _ = run(readings(reg, ts, s), reg)
+    # min_history is 4: by day 6 four weekdays (Thu, Fri, Mon, Tue) are learned
+    bursts = [a for a in opened(alerts, "burst") if a.opened_at >= (T0 + 6 * 86_400) * NS]
+    assert [b.opened_at >= at * NS for b in bursts] == [True], [
+        (b.opened_at / NS - T0) / 86_400 for b in bursts
+    ]
+    assert bursts[0].opened_at - at * NS <= 8 * 60 * NS
+
+
 def test_transient_onset_within_a_second_with_magnitude() -> None:
     reg = StreamRegistry()
     hz = 200
