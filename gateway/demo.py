@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -149,12 +150,16 @@ def dma_settings(dmas: int) -> list[DmaSettings]:
     ]
 
 
-def learn_history(detectors: WaterDetectors, dmas: int, end_s: float) -> int:
-    """Feed the detectors two weeks of the same network at one reading a minute, so
-    they know its normal week before the live part starts. Returns the alerts opened."""
+def learn_history(detectors: WaterDetectors, live: WaterSimSettings) -> int:
+    """Feed the detectors two weeks of the same network (same seed, so the same
+    elevations and meters), without the injected faults, at one reading a minute,
+    so they know its normal week before the live part starts. Returns the alerts opened."""
+    end_s = live.model.start_epoch_s
     model = WaterModel(
-        ModelSettings(dmas=dmas, seed=2, start_epoch_s=end_s - HISTORY_DAYS * DAY_S, tick_s=60),
-        zone_points=1,
+        dataclasses.replace(
+            live.model, start_epoch_s=end_s - HISTORY_DAYS * DAY_S, tick_s=60, leaks=()
+        ),
+        zone_points=live.zone_points,
     )
     registry = detectors.registry
     ids = [[registry.id_of(n) for n in d.streams()] for d in detectors.dmas]
@@ -264,7 +269,7 @@ class Demo:
                              f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
             )  # fmt: skip
             began = time.monotonic()
-            history_alerts = learn_history(detectors, a.dmas, start_s)
+            history_alerts = learn_history(detectors, sim_settings)
             self.say(
                 f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
                 f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
