@@ -15,7 +15,12 @@ costs its neighbours one timeout per backoff period instead of one per poll.
 
     DevicePoll(settings, profile, meter, timeout, retries)
     Lane(name, link, devices, *, char_bits=0, baudrate=0, inter_frame_delay=0.0,
-         backoff_initial=2.0, backoff_max=60.0, on_result)
+         late_reply_guard=0.0, backoff_initial=2.0, backoff_max=60.0, on_result)
+
+On a serial line a timed-out device may still answer. RTU frames carry no
+transaction id, so its late reply would be taken for the answer to the next
+request (the retry, or other registers), so after a timeout the lane keeps
+listening for `late_reply_guard` seconds and drops what arrives.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from gateway.drivers.modbus.plan import Request, plan_requests
 from gateway.drivers.modbus.profiles import Profile, SampleBlock
 from gateway.drivers.modbus.registers import Decoder, decode, decode_string, decoder
 from gateway.drivers.modbus.settings import DeviceSettings
-from gateway.drivers.modbus.transport import DeviceException, LinkError, ModbusLink
+from gateway.drivers.modbus.transport import DeviceException, DeviceTimeout, LinkError, ModbusLink
 from gateway.events import Event
 from gateway.logs import get_logger
 
@@ -68,6 +73,7 @@ class DevicePoll:
     failed_polls: int = 0
     last_error: str = ""
     last_seq: int | None = None
+    silent: bool = False  # timed out and sent nothing late either: no late-reply guard
     samples: int = 0
     sample_gaps: int = 0
     rng: random.Random = dataclasses.field(default_factory=random.Random)
@@ -119,6 +125,7 @@ class Lane:
         char_bits: int = 0,
         baudrate: int = 0,
         inter_frame_delay: float = 0.0,
+        late_reply_guard: float = 0.0,
         backoff_initial: float = 2.0,
         backoff_max: float = 60.0,
         clock: Callable[[], int] = time.time_ns,
@@ -131,6 +138,7 @@ class Lane:
         self.char_bits = char_bits
         self.baudrate = baudrate
         self.inter_frame_delay = inter_frame_delay
+        self.late_reply_guard = late_reply_guard
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.writes: asyncio.Queue[WriteJob] = asyncio.Queue()
@@ -218,6 +226,11 @@ class Lane:
             except DeviceException:
                 raise
             except LinkError as err:
+                if isinstance(err, DeviceTimeout) and self.late_reply_guard and not dev.silent:
+                    await asyncio.sleep(self.late_reply_guard)
+                    # nothing came: a dead meter, not a slow one; spare the line until it answers
+                    dev.silent = not self.link.rx_seen
+                    self.link.rx_seen = b""
                 if attempt >= dev.retries or err.state == "link_down":
                     raise
                 attempt += 1
@@ -274,6 +287,7 @@ class Lane:
         readings, events = dev.meter.good(ts, values)
         if samples is not None:
             readings = ReadingBatch.concat([readings, samples])
+        dev.silent = False
         if dev.state != "up":
             log.info("device.up", device=dev.name, lane=self.name, after_failures=dev.failures)
             dev.state = "up"

@@ -22,7 +22,7 @@ Constructors (all frozen, slotted, with defaults):
 
     LineSettings(name, kind="tcp", host="127.0.0.1", tcp_port=502, port="", baudrate=9600,
                  parity="N", bytesize=8, stopbits=1, timeout=1.0, retries=1,
-                 inter_frame_delay=0.0)
+                 inter_frame_delay=0.0, late_reply_guard=0.2)
     DeviceSettings(name, line, profile, unit_id=1, interval=1.0, jitter=0.1, host="",
                    tcp_port=0, timeout=None, retries=None, merge_requests=None, max_gap=None,
                    enabled=True)
@@ -67,6 +67,13 @@ class LineSettings:
     inter_frame_delay: float = dataclasses.field(
         default=0.0, metadata={"help": "extra silence (s) between transactions on the line"}
     )
+    late_reply_guard: float = dataclasses.field(
+        default=0.2,
+        metadata={
+            "help": "seconds to keep listening after a timeout on a serial line, so a slow "
+            "meter's late reply is dropped instead of landing in the next exchange"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -75,9 +82,14 @@ class LineSettings:
             raise ValueError(f'line {self.name!r} is rtu: set port = "/dev/ttyUSB0" (or similar)')
         if self.baudrate <= 0:
             raise ValueError(f"line {self.name!r}: baudrate must be positive, e.g. 9600")
-        if self.timeout <= 0 or self.retries < 0 or self.inter_frame_delay < 0:
+        if (
+            self.timeout <= 0
+            or self.retries < 0
+            or min(self.inter_frame_delay, self.late_reply_guard) < 0
+        ):
             raise ValueError(
-                f"line {self.name!r}: timeout must be > 0, retries and inter_frame_delay >= 0"
+                f"line {self.name!r}: timeout must be > 0; retries, inter_frame_delay and "
+                "late_reply_guard >= 0"
             )
 
     def char_bits(self) -> int:

@@ -188,6 +188,7 @@ class ModbusSource:
             char_bits=line.char_bits() if serial else 0,
             baudrate=line.baudrate if serial else 0,
             inter_frame_delay=line.inter_frame_delay if serial else 0.0,
+            late_reply_guard=line.late_reply_guard if serial else 0.0,
             backoff_initial=self.settings.backoff_initial,
             backoff_max=self.settings.backoff_max,
             clock=self.clock,

@@ -148,3 +148,33 @@ async def test_serial_port_that_disappears(
     assert status["tcp-dma-01/inlet"] == "up" and status["tcp-dma-01/pz-1"] == "up"
     downs = [rec for rec in caplog.records if rec.getMessage() == "device.down"]
     assert {rec._fields["device"] for rec in downs} == {"dma-01/inlet", "dma-01/pz-1"}  # type: ignore[attr-defined]
+
+
+async def test_a_late_reply_is_dropped_not_taken_for_the_next_request(
+    collector: Any, run_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inlet answers 0.1 s after its timeout. RTU frames carry no transaction id,
+    so without the guard that reply would be taken as the answer to the retry (or to
+    the next request, whatever registers it asked for) and the meter would flap
+    between up and down. With it, the meter is plainly too slow, and its neighbour
+    on the line is untouched."""
+    fault = FaultSpec("dma-01/inlet", "slow", delay_s=0.35)
+    settings = WaterSimSettings(model=ModelSettings(dmas=1), faults=(fault,), tcp=False, rtu=True)
+    async with WaterNetworkSim(settings) as sim:
+        modbus = sim.modbus_settings(interval=0.2, timeout=0.25, retries=1, rtu=True)
+        assert modbus.lines[0].late_reply_guard == 0.2  # the default
+        modbus = dataclasses.replace(modbus, backoff_initial=0.2, backoff_max=0.4)
+        registry = StreamRegistry()
+        with caplog.at_level(logging.INFO, logger="gateway.modbus"):
+            await run_source(ModbusSource(modbus, registry), 4.0, collector)
+    r = collector.merged().readings
+    inlet = r.stream == registry.id_of("dma-01/inlet/flow_lps")
+    zone = r.stream == registry.id_of("dma-01/pz-1/pressure_m")
+    assert inlet.sum() >= 2 and (r.quality[inlet] == TIMED_OUT).all()
+    changes = [
+        rec.getMessage()
+        for rec in caplog.records
+        if rec._fields.get("device") == "dma-01/inlet"  # type: ignore[attr-defined]
+    ]
+    assert changes == ["device.down"], changes
+    assert zone.sum() >= 6 and not r.quality[zone].any()
