@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from datetime import timedelta
 from importlib import resources
 
 import psycopg
@@ -114,8 +115,48 @@ def plan(mode: str) -> list[Migration]:
     return chosen
 
 
+# The continuous aggregates of 0003_time.timescaledb.sql: (view, bucket width,
+# how often its refresh policy runs).
+CONTINUOUS_AGGREGATES: tuple[tuple[str, timedelta, timedelta], ...] = (
+    ("aggregates_15m", timedelta(minutes=15), timedelta(minutes=15)),
+    ("aggregates_1h", timedelta(hours=1), timedelta(hours=1)),
+    ("aggregates_1d", timedelta(days=1), timedelta(hours=1)),
+)
+
+
+def sql_interval(span: timedelta) -> str:
+    """A whole number of seconds as an SQL interval literal: INTERVAL '3 days'."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"INTERVAL '{n} {unit}{'' if n == 1 else 's'}'"
+    raise AssertionError("unreachable: every whole number of seconds divides by 1")
+
+
+def refresh_window(retention: RetentionSettings, bucket: timedelta) -> tuple[timedelta, timedelta]:
+    """(start_offset, end_offset) of a continuous aggregate's refresh policy.
+
+    end_offset is one bucket, so the bucket still filling is left alone.
+    start_offset is the refresh window (how late a backlog may arrive), but at
+    least end_offset plus two buckets: add_continuous_aggregate_policy refuses
+    a window (start_offset - end_offset) narrower than two buckets ("policy
+    refresh window too small").
+    """
+    end = bucket
+    start = max(timedelta(days=retention.refresh_window_days), end + 2 * bucket)
+    return start, end
+
+
 def timescaledb_policies(retention: RetentionSettings) -> list[str]:
-    """Policy statements, removed then added so a changed interval takes effect."""
+    """Policy statements, removed then added so a changed interval takes effect.
+
+    Every function here is a plain function in TimescaleDB 2.13 - 2.28 (the
+    compression ones deprecated since 2.18 but kept; their columnstore
+    successors are procedures that would need CALL). Raises MigrationError
+    when a refresh window would reach minutes that retention already dropped:
+    refreshing there would empty the rollup buckets instead of keeping them.
+    """
     r = retention
     out: list[str] = []
     for table, days in (
@@ -128,25 +169,29 @@ def timescaledb_policies(retention: RetentionSettings) -> list[str]:
         out.append(f"SELECT remove_retention_policy('{table}', if_exists => TRUE)")
         if days:
             out.append(
-                f"SELECT add_retention_policy('{table}', drop_after => INTERVAL '{days} days')"
+                f"SELECT add_retention_policy('{table}', "
+                f"drop_after => {sql_interval(timedelta(days=days))})"
             )
     for table in ("readings", "aggregates_1m", "vehicle_positions"):
         out.append(f"SELECT remove_compression_policy('{table}', if_exists => TRUE)")
         out.append(
             f"SELECT add_compression_policy('{table}', "
-            f"compress_after => INTERVAL '{r.compress_after_days} days')"
+            f"compress_after => {sql_interval(timedelta(days=r.compress_after_days))})"
         )
-    for view, bucket, every in (
-        ("aggregates_15m", "15 minutes", "15 minutes"),
-        ("aggregates_1h", "1 hour", "1 hour"),
-        ("aggregates_1d", "1 day", "1 hour"),
-    ):
+    for view, bucket, every in CONTINUOUS_AGGREGATES:
+        start, end = refresh_window(r, bucket)
+        if r.aggregates_days and start >= timedelta(days=r.aggregates_days):
+            raise MigrationError(
+                f"{view} refreshes the last {sql_interval(start)} of aggregates_1m, but "
+                f"retention keeps only {r.aggregates_days} days of it; raise "
+                "aggregates_days (or set it to 0) so refreshes never reach dropped minutes"
+            )
         out.append(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => TRUE)")
         out.append(
             f"SELECT add_continuous_aggregate_policy('{view}', "
-            f"start_offset => INTERVAL '{r.refresh_window_days} days', "
-            f"end_offset => INTERVAL '{bucket}', "
-            f"schedule_interval => INTERVAL '{every}')"
+            f"start_offset => {sql_interval(start)}, "
+            f"end_offset => {sql_interval(end)}, "
+            f"schedule_interval => {sql_interval(every)})"
         )
     return out
 
@@ -178,6 +223,8 @@ async def _migrate_locked(
         raise MigrationError(f"PostgreSQL {server} is too old; the schema needs 14 or newer")
     mode, reason = await _choose_mode(conn, wanted, done)
     tsdb = await _timescaledb_version(conn)
+    # built first: settings the policies cannot honour fail before anything changes
+    policies = timescaledb_policies(retention) if mode == "timescaledb" else []
     applied: list[str] = []
     for m in plan(mode):
         if m.version in done:
@@ -201,9 +248,9 @@ async def _migrate_locked(
             )
         applied.append(f"{m.version:04d}_{m.name}")
         log.info("db.migrated", version=m.version, name=m.name, mode=mode)
-    if mode == "timescaledb":
+    if policies:
         async with conn.transaction():
-            for statement in timescaledb_policies(retention):
+            for statement in policies:
                 try:
                     await conn.execute(statement.encode())
                 except psycopg.Error as err:

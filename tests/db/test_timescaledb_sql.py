@@ -1,48 +1,79 @@
-"""The TimescaleDB migration, checked as far as a plain PostgreSQL allows.
+"""The TimescaleDB migration and policies, checked as far as a plain PostgreSQL allows.
 
 CI has no TimescaleDB, and this SQL must be right the first time against a
-real TimescaleDB 2.28. So: every statement is parsed by PostgreSQL's own
-parser (pglast), and then run against the real schema on PostgreSQL with
-stand-ins for the TimescaleDB functions that carry the documented signatures
-(argument names and types) and enforce the documented rules: the time column
-is NOT NULL timestamptz, every unique index of a hypertable includes it,
-compression names existing columns of a hypertable, a compression policy
-needs compression enabled, a continuous aggregate reads a hypertable and
-groups by time_bucket over its time column, and a refresh window spans at
-least two buckets. The continuous aggregates' queries run for real (WITH NO
-DATA) over the real tables, so a wrong column or GROUP BY fails here.
+real TimescaleDB 2.28 (and still run on 2.13, the oldest the migrator accepts).
+So: every statement is parsed by PostgreSQL's own parser (pglast), and then
+run, in a transaction as migrate.py runs it, against the real schema on
+PostgreSQL with stand-ins for the TimescaleDB functions. The stand-ins declare
+the documented signatures (argument names, order, defaults), so a wrong keyword
+fails, and enforce the documented rules: the time column is NOT NULL
+timestamptz, every unique index of a hypertable includes it, a non-empty table
+needs migrate_data, compression names existing columns of a hypertable with
+option names both 2.13 and 2.28 accept, a compression policy needs compression
+enabled, a continuous aggregate reads a hypertable, groups by time_bucket over
+its time column and is created WITH NO DATA (WITH DATA refuses a transaction
+block), a refresh window spans at least two buckets, and a policy added twice
+without removing it first is an error. The continuous aggregates' queries run
+for real (WITH NO DATA) over the real tables, so a wrong column or GROUP BY
+fails here. Beyond TimescaleDB's own checks: no refresh window reaches back to
+minutes that retention has dropped, for any settings RetentionSettings accepts.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import psycopg
 import pytest
 from pglast import parse_sql, parser
-from pglast.ast import AlterTableStmt, CreateTableAsStmt, DefElem
+from pglast.ast import (
+    A_Const,
+    AlterTableStmt,
+    CallStmt,
+    CreateExtensionStmt,
+    CreateTableAsStmt,
+    DefElem,
+    FuncCall,
+    NamedArgExpr,
+    TransactionStmt,
+    TypeCast,
+)
 
 from gateway.db import migrate as m
 from gateway.db.settings import RetentionSettings
 
+# Stand-ins for the TimescaleDB API. Argument names, order and defaults are those
+# of TimescaleDB 2.27.2's install script (timescaledb--2.27.2.sql; unchanged in
+# 2.28) and of the API pages at https://docs.tigerdata.com/api/latest/, so a
+# misspelt or renamed keyword fails here as it would there. Where TimescaleDB
+# takes "any" or anyelement (offsets, intervals) the stand-in takes interval:
+# the time columns are timestamptz, for which the documented type is INTERVAL.
 STUBS = r"""
 CREATE SCHEMA tsdb;
 CREATE TABLE tsdb.hypertables (relation regclass PRIMARY KEY, time_column name NOT NULL);
 CREATE TABLE tsdb.compressed (relation regclass PRIMARY KEY);
 CREATE TABLE tsdb.caggs (view regclass PRIMARY KEY, bucket interval NOT NULL);
-CREATE TABLE tsdb.jobs (kind text, relation regclass, config text);
+CREATE TABLE tsdb.jobs (kind text, relation regclass, config text, end_offset interval);
 CREATE TYPE tsdb.dimension_info AS (column_name name, partition_interval interval);
 
+-- by_range(column_name NAME, partition_interval ANYELEMENT = NULL::bigint,
+--          partition_func REGPROC = NULL)
 CREATE FUNCTION tsdb.by_range(column_name name, partition_interval interval DEFAULT NULL,
                               partition_func regproc DEFAULT NULL)
 RETURNS tsdb.dimension_info LANGUAGE sql AS $$ SELECT (column_name, partition_interval) $$;
 
+-- create_hypertable(relation REGCLASS, dimension DIMENSION_INFO,
+--     create_default_indexes BOOLEAN = TRUE, if_not_exists BOOLEAN = FALSE,
+--     migrate_data BOOLEAN = FALSE) RETURNS TABLE(hypertable_id INT, created BOOL)
 CREATE FUNCTION tsdb.create_hypertable(relation regclass, dimension tsdb.dimension_info,
-    create_default_indexes boolean DEFAULT true, if_not_exists boolean DEFAULT false)
+    create_default_indexes boolean DEFAULT true, if_not_exists boolean DEFAULT false,
+    migrate_data boolean DEFAULT false)
 RETURNS TABLE (hypertable_id integer, created boolean) LANGUAGE plpgsql AS $$
 DECLARE
     col record;
     idx record;
+    has_rows boolean;
 BEGIN
     SELECT a.attnum, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS type INTO col
     FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = dimension.column_name
@@ -69,6 +100,12 @@ BEGIN
         RETURN QUERY SELECT 1, false;
         RETURN;
     END IF;
+    -- "If you leave migrate_data set to the default, non-empty tables generate an error"
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s)', relation) INTO has_rows;
+    IF has_rows AND NOT migrate_data THEN
+        RAISE EXCEPTION 'table "%" is not empty', relation
+            USING HINT = 'You can migrate data by specifying migrate_data => true';
+    END IF;
     INSERT INTO tsdb.hypertables VALUES (relation, dimension.column_name);
     RETURN QUERY SELECT 1, true;
 END $$;
@@ -77,6 +114,7 @@ CREATE FUNCTION tsdb.time_bucket(bucket_width interval, ts timestamptz)
 RETURNS timestamptz LANGUAGE sql IMMUTABLE AS
 $$ SELECT date_bin(bucket_width, ts, timestamptz '2000-01-03 00:00+00') $$;
 
+-- last(anyelement, "any")
 CREATE FUNCTION tsdb.last_step(state anyarray, value anyelement, t timestamptz)
 RETURNS anyarray LANGUAGE sql IMMUTABLE AS $$ SELECT state $$;
 CREATE FUNCTION tsdb.last_final(state anyarray) RETURNS anyelement LANGUAGE sql IMMUTABLE
@@ -93,6 +131,10 @@ BEGIN
     END IF;
 END $$;
 
+-- add_retention_policy(relation REGCLASS, drop_after "any" = NULL,
+--     if_not_exists BOOL = false, schedule_interval INTERVAL = NULL,
+--     initial_start TIMESTAMPTZ = NULL, timezone TEXT = NULL,
+--     drop_created_before INTERVAL = NULL) RETURNS INTEGER
 CREATE FUNCTION tsdb.add_retention_policy(relation regclass, drop_after interval DEFAULT NULL,
     if_not_exists boolean DEFAULT false, schedule_interval interval DEFAULT NULL,
     initial_start timestamptz DEFAULT NULL, timezone text DEFAULT NULL,
@@ -111,6 +153,7 @@ BEGIN
     RETURN 1000;
 END $$;
 
+-- remove_retention_policy(relation REGCLASS, if_exists BOOL = false) RETURNS VOID
 CREATE FUNCTION tsdb.remove_retention_policy(relation regclass, if_exists boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -121,6 +164,11 @@ BEGIN
     END IF;
 END $$;
 
+-- add_compression_policy(hypertable REGCLASS, compress_after "any" = NULL,
+--     if_not_exists BOOL = false, schedule_interval INTERVAL = NULL,
+--     initial_start TIMESTAMPTZ = NULL, timezone TEXT = NULL,
+--     compress_created_before INTERVAL = NULL) RETURNS INTEGER
+-- (deprecated since 2.18 for the procedure add_columnstore_policy, still a function)
 CREATE FUNCTION tsdb.add_compression_policy(hypertable regclass,
     compress_after interval DEFAULT NULL,
     if_not_exists boolean DEFAULT false, schedule_interval interval DEFAULT NULL,
@@ -131,6 +179,9 @@ BEGIN
     IF NOT EXISTS (SELECT FROM tsdb.compressed c WHERE c.relation = hypertable) THEN
         RAISE EXCEPTION 'compression not enabled on hypertable %', hypertable;
     END IF;
+    IF (compress_after IS NULL) = (compress_created_before IS NULL) THEN
+        RAISE EXCEPTION 'give exactly one of compress_after and compress_created_before';
+    END IF;
     IF EXISTS (SELECT FROM tsdb.jobs j
                WHERE j.kind = 'compression' AND j.relation = hypertable) THEN
         RAISE EXCEPTION 'compression policy already exists for %', hypertable;
@@ -139,6 +190,7 @@ BEGIN
     RETURN 1001;
 END $$;
 
+-- remove_compression_policy(hypertable REGCLASS, if_exists BOOL = false) RETURNS BOOL
 CREATE FUNCTION tsdb.remove_compression_policy(hypertable regclass, if_exists boolean DEFAULT false)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -149,10 +201,19 @@ BEGIN
     RETURN FOUND;
 END $$;
 
+-- add_continuous_aggregate_policy(continuous_aggregate REGCLASS, start_offset "any",
+--     end_offset "any", schedule_interval INTERVAL, if_not_exists BOOL = false,
+--     initial_start TIMESTAMPTZ = NULL, timezone TEXT = NULL,
+--     include_tiered_data BOOL = NULL, buckets_per_batch INTEGER = NULL,
+--     max_batches_per_execution INTEGER = NULL, refresh_newest_first BOOL = NULL)
+-- RETURNS INTEGER. It refuses a window narrower than two buckets (timescaledb#2942:
+-- "policy refresh window too small ... must cover at least two buckets").
 CREATE FUNCTION tsdb.add_continuous_aggregate_policy(continuous_aggregate regclass,
     start_offset interval, end_offset interval, schedule_interval interval,
     if_not_exists boolean DEFAULT false, initial_start timestamptz DEFAULT NULL,
-    timezone text DEFAULT NULL)
+    timezone text DEFAULT NULL, include_tiered_data boolean DEFAULT NULL,
+    buckets_per_batch integer DEFAULT NULL, max_batches_per_execution integer DEFAULT NULL,
+    refresh_newest_first boolean DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     width interval;
@@ -162,22 +223,41 @@ BEGIN
         RAISE EXCEPTION '% is not a continuous aggregate', continuous_aggregate;
     END IF;
     IF start_offset - end_offset < 2 * width THEN
-        RAISE EXCEPTION 'policy refresh window too small: it must cover at least two buckets';
+        RAISE EXCEPTION 'policy refresh window too small'
+            USING DETAIL = 'The start and end offsets must cover at least two buckets.';
     END IF;
-    INSERT INTO tsdb.jobs VALUES ('refresh', continuous_aggregate, start_offset::text);
+    IF EXISTS (SELECT FROM tsdb.jobs j
+               WHERE j.kind = 'refresh' AND j.relation = continuous_aggregate) THEN
+        RAISE EXCEPTION 'continuous aggregate policy already exists for %',
+            continuous_aggregate;
+    END IF;
+    INSERT INTO tsdb.jobs VALUES ('refresh', continuous_aggregate, start_offset::text,
+                                  end_offset);
     RETURN 1002;
 END $$;
 
+-- remove_continuous_aggregate_policy(continuous_aggregate REGCLASS,
+--     if_not_exists BOOL = false, if_exists BOOL = NULL) RETURNS VOID
+-- (if_not_exists is the pre-2.8 name; if_exists overrides it)
 CREATE FUNCTION tsdb.remove_continuous_aggregate_policy(continuous_aggregate regclass,
     if_not_exists boolean DEFAULT false, if_exists boolean DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM tsdb.jobs j WHERE j.kind = 'refresh' AND j.relation = continuous_aggregate;
+    IF NOT FOUND AND NOT coalesce(if_exists, if_not_exists) THEN
+        RAISE EXCEPTION 'continuous aggregate policy not found for %', continuous_aggregate;
+    END IF;
 END $$;
 """
 
+# ALTER TABLE ... SET options: the compress* names are accepted by TimescaleDB
+# 2.13 - 2.17 and, as aliases of enable_columnstore / segmentby / orderby, by
+# 2.18+ (src/with_clause/alter_table_with_clause.c), so only they run on both.
+PORTABLE_OPTIONS = {"compress", "compress_segmentby", "compress_orderby"}
+
 CONTINUOUS = re.compile(r"WITH\s*\(\s*timescaledb\.continuous\s*\)", re.IGNORECASE)
 BUCKET = re.compile(r"time_bucket\(INTERVAL '([^']+)', (\w+)\) AS (\w+)", re.IGNORECASE)
+SPAN = re.compile(r"^(\d+) (day|hour|minute|second)s?$")
 
 
 def timescaledb_file() -> m.Migration:
@@ -193,6 +273,22 @@ def test_every_statement_parses_with_the_postgresql_parser() -> None:
     assert len(statements) > 20
 
 
+def test_nothing_needs_to_run_outside_a_transaction() -> None:
+    """migrate.py runs the file, and then the policies, each in one transaction:
+    no CALL (refresh_continuous_aggregate, the columnstore procedures), no
+    transaction control, no CREATE EXTENSION (migrate.py does that in autocommit),
+    and every continuous aggregate WITH NO DATA (WITH DATA refuses a transaction
+    block)."""
+    statements = list(parser.split(timescaledb_file().sql))
+    statements += m.timescaledb_policies(RetentionSettings())
+    for text in statements:
+        (raw,) = parse_sql(text)
+        stmt = raw.stmt
+        assert not isinstance(stmt, (CallStmt, TransactionStmt, CreateExtensionStmt)), text
+        if isinstance(stmt, CreateTableAsStmt):
+            assert stmt.into.skipData, f"WITH NO DATA, or it cannot run in a transaction: {text}"
+
+
 def options(stmt: AlterTableStmt) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for cmd in stmt.cmds:
@@ -203,71 +299,113 @@ def options(stmt: AlterTableStmt) -> dict[str, str | None]:
     return out
 
 
-def test_the_timescaledb_migration_against_the_documented_rules(pg_dsn: str) -> None:
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(m._BOOKKEEPING)
-        for before in m.plan("timescaledb"):
-            if before.mode is None:
-                conn.execute(before.sql.encode())
-        conn.execute(STUBS.encode())
-        conn.execute("SET search_path = tsdb, public")
-        caggs: dict[str, str] = {}
+def unique_keys(conn: psycopg.Connection[tuple[object, ...]], table: str) -> list[set[str]]:
+    rows = conn.execute(
+        "SELECT array_agg(a.attname::text) FROM pg_index i "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+        "WHERE i.indrelid = %s::regclass AND i.indisunique GROUP BY i.indexrelid",
+        (table,),
+    ).fetchall()
+    return [set(str(c) for c in r[0]) for r in rows]  # type: ignore[union-attr]
+
+
+def run_migration(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
+    """0001, 0002, the TimescaleDB 0003 and 0004 against the stand-ins, checking each
+    TimescaleDB statement against the documented rules; the caggs and their buckets."""
+    conn.execute(m._BOOKKEEPING)
+    for before in m.plan("timescaledb"):
+        if before.mode is None and before.version < 3:
+            conn.execute(before.sql.encode())
+    conn.execute(STUBS.encode())
+    conn.execute("SET search_path = tsdb, public")
+    caggs: dict[str, str] = {}
+    with conn.transaction():  # as migrate.py runs it
         for text in parser.split(timescaledb_file().sql):
             (raw,) = parse_sql(text)
             stmt = raw.stmt
             if isinstance(stmt, AlterTableStmt):
-                table = stmt.relation.relname
-                opts = options(stmt)
-                assert "compress" in opts, f"{table}: compression must be enabled"
-                row = conn.execute(
-                    "SELECT time_column FROM tsdb.hypertables WHERE relation = %s::regclass",
-                    (table,),
-                ).fetchone()
-                assert row, f"compression on {table}, which is not a hypertable"
-                columns = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
-                        "AND attnum > 0",
-                        (table,),
-                    )
-                }
-                segment = [c.strip() for c in (opts["compress_segmentby"] or "").split(",")]
-                order = [c.split()[0] for c in (opts["compress_orderby"] or "").split(",")]
-                assert set(segment) <= columns and set(order) <= columns
-                assert order[0] == row[0], "order compressed segments by the time column"
-                conn.execute("INSERT INTO tsdb.compressed VALUES (%s::regclass)", (table,))
+                check_compression(conn, stmt)
             elif isinstance(stmt, CreateTableAsStmt):
-                assert stmt.into.skipData, (
-                    "WITH NO DATA: a cagg WITH DATA cannot run in a transaction"
-                )
-                assert CONTINUOUS.search(text), (
-                    "a continuous aggregate needs timescaledb.continuous"
-                )
-                (bucket,) = BUCKET.findall(text)
-                width, column, alias = bucket
-                source = re.search(r"FROM (\w+)", text)
-                assert source is not None
-                row = conn.execute(
-                    "SELECT time_column FROM tsdb.hypertables WHERE relation = %s::regclass",
-                    (source[1],),
-                ).fetchone()
-                assert row == (column,), "bucket the source hypertable's time column"
-                assert re.search(rf"GROUP BY .*\b{alias}\b", text), "group by the time bucket"
-                view = stmt.into.rel.relname
-                conn.execute(CONTINUOUS.sub("", text).encode())  # the query runs for real
-                conn.execute("INSERT INTO tsdb.caggs VALUES (%s::regclass, %s)", (view, width))
-                caggs[view] = width
+                check_continuous_aggregate(conn, stmt, text, caggs)
             else:
                 conn.execute(text.encode())
+    for after in m.plan("timescaledb"):
+        if after.version > 3:
+            conn.execute(after.sql.encode())
+    return caggs
+
+
+def check_compression(conn: psycopg.Connection[tuple[object, ...]], stmt: AlterTableStmt) -> None:
+    table = stmt.relation.relname
+    opts = options(stmt)
+    assert set(opts) <= PORTABLE_OPTIONS, f"{table}: {set(opts) - PORTABLE_OPTIONS}"
+    assert "compress" in opts, f"{table}: compression must be enabled"
+    row = conn.execute(
+        "SELECT time_column FROM tsdb.hypertables WHERE relation = %s::regclass", (table,)
+    ).fetchone()
+    assert row, f"compression on {table}, which is not a hypertable"
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+            (table,),
+        )
+    }
+    segment = [c.strip() for c in (opts["compress_segmentby"] or "").split(",")]
+    order = [c.split()[0] for c in (opts["compress_orderby"] or "").split(",")]
+    assert set(segment) <= columns and set(order) <= columns
+    assert not set(segment) & set(order), "a column cannot both segment and order"
+    assert order[0] == row[0], "order compressed segments by the time column"
+    # TimescaleDB warns when a unique key's other columns are not segmentby columns:
+    # then ON CONFLICT on a compressed chunk must decompress whole batches to check.
+    for key in unique_keys(conn, table):
+        assert key - {row[0]} <= set(segment), f"{table}: segment by the unique key {key}"
+    conn.execute("INSERT INTO tsdb.compressed VALUES (%s::regclass)", (table,))
+
+
+def check_continuous_aggregate(
+    conn: psycopg.Connection[tuple[object, ...]],
+    stmt: CreateTableAsStmt,
+    text: str,
+    caggs: dict[str, str],
+) -> None:
+    assert stmt.into.skipData, "WITH NO DATA: a cagg WITH DATA cannot run in a transaction"
+    assert CONTINUOUS.search(text), "a continuous aggregate needs timescaledb.continuous"
+    (bucket,) = BUCKET.findall(text)
+    width, column, alias = bucket
+    source = re.search(r"FROM (\w+)", text)
+    assert source is not None
+    row = conn.execute(
+        "SELECT time_column FROM tsdb.hypertables WHERE relation = %s::regclass", (source[1],)
+    ).fetchone()
+    assert row == (column,), "bucket the source hypertable's time column"
+    assert re.search(rf"GROUP BY .*\b{alias}\b", text), "group by the time bucket"
+    view = stmt.into.rel.relname
+    conn.execute(CONTINUOUS.sub("", text).encode())  # the query runs for real
+    conn.execute("INSERT INTO tsdb.caggs VALUES (%s::regclass, %s)", (view, width))
+    caggs[view] = width
+
+
+def apply_policies(conn: psycopg.Connection[tuple[object, ...]], r: RetentionSettings) -> None:
+    with conn.transaction():  # as migrate.py runs them
+        for statement in m.timescaledb_policies(r):
+            conn.execute(statement.encode())
+
+
+def test_the_timescaledb_migration_against_the_documented_rules(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        caggs = run_migration(conn)
         assert set(caggs) == {"aggregates_15m", "aggregates_1h", "aggregates_1d"}
+        widths = {v: conn.execute("SELECT %s::interval", (w,)).fetchone() for v, w in caggs.items()}
+        assert widths == {v: (b,) for v, b, _ in m.CONTINUOUS_AGGREGATES}, (
+            "migrate.CONTINUOUS_AGGREGATES names the views and buckets the migration creates"
+        )
         hypertables = {r[0] for r in conn.execute("SELECT relation::text FROM tsdb.hypertables")}
         assert hypertables == {
             "readings", "aggregates_1m", "vehicle_positions", "events", "rejects",
         }  # fmt: skip
         for _ in range(2):  # policies are re-applied on every migrate: must be repeatable
-            for statement in m.timescaledb_policies(RetentionSettings(readings_days=60)):
-                conn.execute(statement.encode())
+            apply_policies(conn, RetentionSettings(readings_days=60))
         jobs = conn.execute(
             "SELECT kind, relation::text, config FROM tsdb.jobs ORDER BY 1, 2"
         ).fetchall()
@@ -281,6 +419,112 @@ def test_the_timescaledb_migration_against_the_documented_rules(pg_dsn: str) -> 
     assert {j[1] for j in jobs if j[0] == "refresh"} == set(caggs)
 
 
+SETTINGS = [
+    RetentionSettings(),
+    RetentionSettings(refresh_window_days=2),  # the smallest window the settings allow
+    RetentionSettings(refresh_window_days=2, aggregates_days=4),
+    RetentionSettings(refresh_window_days=3, aggregates_days=4),
+    RetentionSettings(aggregates_days=0, refresh_window_days=400),  # minutes kept for ever
+    RetentionSettings(compress_after_days=1, readings_days=0, positions_days=1),
+]
+
+
+@pytest.mark.parametrize("retention", SETTINGS)
+def test_the_policies_hold_for_the_settings(pg_dsn: str, retention: RetentionSettings) -> None:
+    """Every refresh window covers two buckets (the stand-in refuses less, as
+    TimescaleDB does), and none reaches back to minutes retention has dropped:
+    "make sure that the aggregate's refresh window doesn't overlap with any
+    deleted data" (use-timescale/data-retention/data-retention-with-continuous-aggregates)."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        run_migration(conn)
+        apply_policies(conn, retention)
+        apply_policies(conn, retention)
+        windows = conn.execute(
+            "SELECT j.relation::text, j.config::interval, j.end_offset, c.bucket "
+            "FROM tsdb.jobs j JOIN tsdb.caggs c ON c.view = j.relation WHERE j.kind = 'refresh'"
+        ).fetchall()
+        kept = conn.execute(
+            "SELECT config::interval FROM tsdb.jobs "
+            "WHERE kind = 'retention' AND relation = 'aggregates_1m'::regclass"
+        ).fetchone()
+    assert len(windows) == len(m.CONTINUOUS_AGGREGATES)
+    for view, start, end, bucket in windows:
+        assert isinstance(start, timedelta) and isinstance(end, timedelta)
+        assert isinstance(bucket, timedelta)
+        assert start - end >= 2 * bucket, view
+        assert end >= bucket, f"{view}: leave the bucket still filling alone"
+        assert start >= timedelta(days=retention.refresh_window_days), view
+        if retention.aggregates_days:
+            assert kept is not None and kept[0] > start, f"{view} refreshes dropped minutes"
+        else:
+            assert kept is None
+
+
+def span(literal: str) -> timedelta:
+    match = SPAN.match(literal)
+    assert match, literal
+    n, unit = int(match[1]), match[2]
+    return timedelta(**{f"{unit}s": n})
+
+
+def policy_calls(statements: list[str]) -> list[tuple[str, str, dict[str, timedelta]]]:
+    """(function, relation, {keyword: interval}) of each policy statement."""
+    out = []
+    for text in statements:
+        (raw,) = parse_sql(text)
+        (target,) = raw.stmt.targetList
+        call = target.val
+        assert isinstance(call, FuncCall), text
+        (name,) = call.funcname
+        relation, *rest = call.args
+        assert isinstance(relation, A_Const)
+        named: dict[str, timedelta] = {}
+        for arg in rest:
+            assert isinstance(arg, NamedArgExpr), f"pass every option by name: {text}"
+            if isinstance(arg.arg, TypeCast):
+                named[arg.name] = span(arg.arg.arg.val.sval)
+        out.append((name.sval, relation.val.sval, named))
+    return out
+
+
+def test_refresh_windows_and_retention_over_many_settings() -> None:
+    """Without a database: for every combination the settings accept, either the
+    policies are refused with a MigrationError before anything runs, or each
+    refresh window covers two buckets and starts after the minutes' retention."""
+    buckets = {view: width for view, width, _ in m.CONTINUOUS_AGGREGATES}
+    refused = 0
+    for window in (2, 3, 4, 7, 30, 400):
+        for kept in (0, 3, 4, 5, 31, 730):
+            if 0 < kept <= window:
+                continue  # RetentionSettings refuses these itself
+            retention = RetentionSettings(refresh_window_days=window, aggregates_days=kept)
+            try:
+                calls = policy_calls(m.timescaledb_policies(retention))
+            except m.MigrationError:
+                refused += 1
+                assert kept and kept <= window + 2, (window, kept)  # 1d needs 1 + 2 days
+                continue
+            drop = {rel: kw["drop_after"] for f, rel, kw in calls if f == "add_retention_policy"}
+            refreshes = [(rel, kw) for f, rel, kw in calls if f.startswith("add_continuous")]
+            assert {rel for rel, _ in refreshes} == set(buckets)
+            for view, kw in refreshes:
+                start, end = kw["start_offset"], kw["end_offset"]
+                assert start - end >= 2 * buckets[view], (retention, view)
+                assert start >= timedelta(days=window)
+                if kept:
+                    assert drop["aggregates_1m"] > start, (retention, view)
+                else:
+                    assert "aggregates_1m" not in drop
+    assert refused, "the grid includes a window that retention cuts into"
+
+
+def test_a_window_into_dropped_minutes_is_refused() -> None:
+    # the 1-day rollup's window must be at least 1 day + 2 buckets = 3 days, which
+    # 3 days of minutes do not outlast
+    with pytest.raises(m.MigrationError, match="aggregates_1d refreshes the last"):
+        m.timescaledb_policies(RetentionSettings(refresh_window_days=2, aggregates_days=3))
+
+
 def test_a_unique_key_without_the_time_column_would_be_caught(pg_dsn: str) -> None:
     """The stand-in enforces the rule it claims to check."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -288,3 +532,48 @@ def test_a_unique_key_without_the_time_column_would_be_caught(pg_dsn: str) -> No
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, ts timestamptz NOT NULL)")
         with pytest.raises(psycopg.errors.RaiseException, match="without the column"):
             conn.execute("SELECT tsdb.create_hypertable('t', tsdb.by_range('ts'))")
+
+
+def test_a_table_with_rows_needs_migrate_data(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(STUBS.encode())
+        conn.execute("CREATE TABLE t (ts timestamptz NOT NULL)")
+        conn.execute("INSERT INTO t VALUES (now())")
+        with pytest.raises(psycopg.errors.RaiseException, match="is not empty"):
+            conn.execute("SELECT tsdb.create_hypertable('t', tsdb.by_range('ts'))")
+        conn.execute(
+            "SELECT tsdb.create_hypertable('t', tsdb.by_range('ts'), migrate_data => true)"
+        )
+
+
+WRONG = [
+    # the columnstore procedure's keyword, not the function's
+    "SELECT add_compression_policy('readings', after => INTERVAL '7 days')",
+    "SELECT add_retention_policy('readings', older_than => INTERVAL '7 days')",
+    "SELECT remove_retention_policy('readings', if_not_exists => TRUE)",
+    "SELECT add_continuous_aggregate_policy('aggregates_1h', start_interval => INTERVAL "
+    "'3 days', end_interval => INTERVAL '1 hour', schedule_interval => INTERVAL '1 hour')",
+    "SELECT add_continuous_aggregate_policy('aggregates_1h', start_offset => INTERVAL "
+    "'3 days', end_offset => INTERVAL '1 hour')",  # schedule_interval has no default
+    "SELECT create_hypertable('rejects', by_range('ts'), chunk_time_interval => INTERVAL '1 day')",
+]
+
+
+@pytest.mark.parametrize("statement", WRONG)
+def test_a_wrong_keyword_is_refused_by_the_stand_ins(pg_dsn: str, statement: str) -> None:
+    """The stand-ins declare the documented names, so these mistakes fail here."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        run_migration(conn)
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute(statement.encode())
+
+
+def test_a_refresh_window_of_one_bucket_is_refused_by_the_stand_in(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        run_migration(conn)
+        with pytest.raises(psycopg.errors.RaiseException, match="window too small"):
+            conn.execute(
+                "SELECT add_continuous_aggregate_policy('aggregates_1d', start_offset => "
+                "INTERVAL '2 days', end_offset => INTERVAL '1 day', "
+                "schedule_interval => INTERVAL '1 hour')"
+            )
