@@ -66,14 +66,14 @@ T = TypeVar("T", int, float)
 _N = 0  # samples learned since the start or the last gap reset (the warm-up counter)
 _LEVEL = 1  # slow level
 _SCALE = 2  # slow scale: mean absolute deviation from the slow level (clipped)
-_FAST = 3  # fast level
+_FAST = 3  # fast level (kept only while the point or shift term is on)
 _FAST_DEV = 4  # fast mean absolute deviation from the slow level (clipped)
 _R_SHORT = 5  # recent (smoothed) squared surprise
 _R_Q = 6  # online high quantile of _R_SHORT
 _HOLD = 7  # samples left in the damping after an alarm
 _DT = 8  # typical interval between samples, seconds
-_PREV = 9  # previous value (NaN after a gap reset)
-_DIFF_SCALE = 10  # mean absolute first difference
+_PREV = 9  # previous value (NaN after a gap reset; kept only while the diff term is on)
+_DIFF_SCALE = 10  # mean absolute first difference (ditto)
 _HI = 11  # highest value seen (optionally decaying toward the level)
 _LO = 12  # lowest value seen
 _MID_DEV = 13  # mean absolute deviation from the slow level, medium memory
@@ -226,6 +226,18 @@ def _gap_reset(st: F64, s: int, warmup: float, rewarm: float) -> None:
 
 
 @_jit
+def _adult_n(a_slow: float) -> float:
+    """An n from which on 1.0 / n <= a_slow (inf if none): there max(a_slow, 1.0 / n)
+    is a_slow, bit for bit, since the rounded 1.0 / n never rises as n grows."""
+    if not a_slow > 0.0:
+        return np.inf
+    n = np.ceil(1.0 / a_slow)
+    while 1.0 / n > a_slow:  # at most a few steps: 1.0 / n is off by rounding only
+        n = np.nextafter(n, np.inf)
+    return float(n)
+
+
+@_jit
 def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
     ts: I64,
     stream: I32,
@@ -273,27 +285,34 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
     clip = p[P_CLIP]
     shift_sd = math.sqrt(a_fast / (2.0 - a_fast))  # sd of an EWMA of unit-sd noise
     season_ns = np.int64(p[P_SEASON_NS])
+    adult_n = _adult_n(a_slow)
+    # The fast level feeds only the point and shift terms, the previous value and the
+    # step scale only the diff term: with those off, their state is not kept.
+    use_fast = w_point > 0.0 or w_shift > 0.0
+    use_diff = w_diff > 0.0
     for i in range(value.shape[0]):
         s = stream[i]
         x = value[i]
-        out[i] = 0.0
         if s < 0 or s >= n_streams or not np.isfinite(x):
+            out[i] = 0.0
             continue
         t = ts[i]
         t0 = last_ts[s]
         if t0 == NO_TS:
             _first_sample(st, s, x)
             last_ts[s] = t
+            out[i] = 0.0
             continue
         learn = t >= t0
         if t > t0:
             dt = (t - t0) * 1e-9  # seconds
             typical = st[s, _DT]
-            if typical > 0.0 and dt > gap_s and dt > gap_factor * typical:
+            if dt > gap_s and typical > 0.0 and dt > gap_factor * typical:
                 _gap_reset(st, s, warmup, rewarm)
             elif typical == 0.0:
                 st[s, _DT] = dt
-            else:  # clipped, so one long gap does not redefine "typical"
+            elif dt != typical or dt < 0.0:  # a no-op for dt == typical > 0: skipped
+                # Clipped, so one long gap does not redefine "typical".
                 st[s, _DT] = typical + 0.01 * (min(dt, 10.0 * typical) - typical)
             last_ts[s] = t
 
@@ -305,7 +324,9 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
         dev = x - level
 
         # --- z terms, all from the state before this sample
-        fast = st[s, _FAST] + a_fast * (x - st[s, _FAST])
+        fast = 0.0
+        if use_fast:
+            fast = st[s, _FAST] + a_fast * (x - st[s, _FAST])
         fdev = st[s, _FAST_DEV] + a_fast * (min(abs(dev), clip * sigma) - st[s, _FAST_DEV])
         mdev = st[s, _MID_DEV] + alpha_mid * (min(abs(dev), clip * sigma) - st[s, _MID_DEV])
         hi = st[s, _HI]
@@ -321,15 +342,19 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
             w_mid * (scale / max(mdev, floor) - 1.0),
             range_k * excess,
         )
-        if w_point > 0.0 or w_shift > 0.0:
+        if use_fast:
             zm = max(
                 zm,
                 w_point * abs(dev) * inv_scale / 1.25,
                 w_shift * abs(fast - level) * inv_scale / (1.25 * shift_sd),
             )
-        diff = abs(x - st[s, _PREV])
-        if w_diff > 0.0 and np.isfinite(diff):
-            zm = max(zm, w_diff * diff / (1.25 * max(st[s, _DIFF_SCALE], floor)))
+        diff = 0.0
+        diff_ok = False  # False right after a gap reset, as prev is NaN then
+        if use_diff:
+            diff = abs(x - st[s, _PREV])
+            diff_ok = np.isfinite(diff)
+            if diff_ok:
+                zm = max(zm, w_diff * diff / (1.25 * max(st[s, _DIFF_SCALE], floor)))
         b = 0
         if n_bins > 0:
             b = int((t // season_ns) % n_bins)  # numpy-style floor mod: >= 0
@@ -359,16 +384,18 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
         # --- learn
         n += 1.0
         st[s, _N] = n
-        a = max(a_slow, 1.0 / n)  # plain running means while young
+        a = a_slow if n >= adult_n else max(a_slow, 1.0 / n)  # running means while young
         st[s, _LEVEL] = level + a * max(-clip * sigma, min(clip * sigma, dev))
         st[s, _SCALE] = st[s, _SCALE] + a * (min(abs(dev), clip * sigma) - st[s, _SCALE])
-        st[s, _FAST] = fast
+        if use_fast:
+            st[s, _FAST] = fast
         st[s, _FAST_DEV] = fdev
         st[s, _MID_DEV] = mdev
-        if np.isfinite(diff):
-            ds = st[s, _DIFF_SCALE]
-            st[s, _DIFF_SCALE] = ds + a * (min(diff, clip * 1.25 * max(ds, floor)) - ds)
-        st[s, _PREV] = x
+        if use_diff:
+            if diff_ok:
+                ds = st[s, _DIFF_SCALE]
+                st[s, _DIFF_SCALE] = ds + a * (min(diff, clip * 1.25 * max(ds, floor)) - ds)
+            st[s, _PREV] = x
         decay = range_decay
         st[s, _HI] = max(x, hi - decay * (hi - level))
         st[s, _LO] = min(x, lo + decay * (level - lo))
