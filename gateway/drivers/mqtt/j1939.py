@@ -2,7 +2,8 @@ r"""SAE J1939 decoding with cantools and the project's DBC (`j1939.dbc`).
 
     frames [(29-bit id, data)] --PGN--> DBC message --raw ints--> drop "not available"
                                                    \--> scale --> (quantity, value)
-    DM1 (single frame, or TP.CM BAM + TP.DT reassembled) --> lamps + [(SPN, FMI, OC)]
+    DM1 (single frame, or TP.CM BAM + TP.DT reassembled, across a unit's messages)
+        --> lamps + [(SPN, FMI, OC)]
 
 Messages match by PGN, whatever the priority and source address, as J1939
 requires. A raw value in the "error" or "not available" ranges (for n >= 8 bits,
@@ -153,13 +154,34 @@ def bam_frames(pgn: int, payload: bytes, source: int = 0) -> list[tuple[int, byt
     return frames
 
 
+# A BAM's packets come 50-200 ms apart on the bus (J1939-21 allows 750 ms); a unit
+# may cut its frames into messages anywhere, so a transfer may continue in the
+# next message, but not after this much message time without a packet.
+BAM_TIMEOUT_MS: Final = 2_000
+
+
+@dataclasses.dataclass(slots=True)
+class _Transfer:
+    pgn: int
+    size: int
+    packets: int
+    parts: dict[int, bytes]
+    last_ms: int
+
+
 class BamAssembler:
-    """Reassembles TP.BAM transfers, one per source address."""
+    """Reassembles TP.BAM transfers, one per source address, across calls.
 
-    def __init__(self) -> None:
-        self._open: dict[int, tuple[int, int, int, dict[int, bytes]]] = {}
+    A transfer left incomplete is dropped, and listed in `abandoned`, when a new
+    BAM from the same source replaces it (as J1939-21 says) or when `expire` finds
+    no packet for `timeout_ms` of message time."""
 
-    def feed(self, can_id: int, data: bytes) -> tuple[int, bytes] | None:
+    def __init__(self, timeout_ms: int = BAM_TIMEOUT_MS) -> None:
+        self.timeout_ms = timeout_ms
+        self._open: dict[int, _Transfer] = {}
+        self.abandoned: list[str] = []
+
+    def feed(self, can_id: int, data: bytes, now_ms: int = 0) -> tuple[int, bytes] | None:
         """Take a TP frame; return (pgn, payload) when a transfer completes."""
         pgn = pgn_of(can_id)
         source = can_id & 0xFF
@@ -170,20 +192,35 @@ class BamAssembler:
             packets = data[3]
             if packets != (size + 6) // 7 or not 9 <= size <= 1785:
                 raise J1939Error("bad_tp", f"BAM announces {size} bytes in {packets} packets")
-            self._open[source] = (data[5] | (data[6] << 8) | (data[7] << 16), size, packets, {})
+            if source in self._open:
+                self._abandon(source, "replaced by a new BAM")
+            target = data[5] | (data[6] << 8) | (data[7] << 16)
+            self._open[source] = _Transfer(target, size, packets, {}, now_ms)
             return None
         if pgn == PGN_TP_DT:
-            if source not in self._open:
+            t = self._open.get(source)
+            if t is None:
                 raise J1939Error("bad_tp", f"TP.DT from {source:#x} without a BAM")
-            target, size, packets, parts = self._open[source]
-            if len(data) != 8 or not 1 <= data[0] <= packets:
+            if len(data) != 8 or not 1 <= data[0] <= t.packets:
                 raise J1939Error("bad_tp", f"TP.DT packet {data[:1].hex()} out of sequence")
-            parts[data[0]] = data[1:]
-            if len(parts) == packets:
+            t.parts[data[0]] = data[1:]
+            t.last_ms = now_ms
+            if len(t.parts) == t.packets:
                 del self._open[source]
-                payload = b"".join(parts[i] for i in range(1, packets + 1))[:size]
-                return target, payload
+                payload = b"".join(t.parts[i] for i in range(1, t.packets + 1))[: t.size]
+                return t.pgn, payload
         return None
+
+    def expire(self, now_ms: int) -> None:
+        for source in [s for s, t in self._open.items() if now_ms - t.last_ms > self.timeout_ms]:
+            self._abandon(source, f"no packet for {self.timeout_ms} ms")
+
+    def _abandon(self, source: int, why: str) -> None:
+        t = self._open.pop(source)
+        self.abandoned.append(
+            f"TP.BAM of PGN {t.pgn:#x} from {source:#x} dropped after {len(t.parts)} of "
+            f"{t.packets} packets: {why}"
+        )
 
     @property
     def incomplete(self) -> int:
@@ -233,22 +270,31 @@ class J1939Decoder:
                 out.append((quantity, value * scale + offset))
         return out
 
-    def decode_frames(self, frames: Iterable[tuple[int, bytes]]) -> Decoded:
-        """Decode one message's frames; a TP.BAM transfer must be complete within them."""
+    def decode_frames(
+        self,
+        frames: Iterable[tuple[int, bytes]],
+        bam: BamAssembler | None = None,
+        now_ms: int = 0,
+    ) -> Decoded:
+        """Decode one message's frames. With a `bam` kept per unit, a TP.BAM transfer
+        may continue in the unit's next message; without one, it must be complete here."""
         signals: list[tuple[str, float]] = []
         faults: list[Fault] | None = None
-        bam = BamAssembler()
+        whole = bam is None
+        if bam is None:
+            bam = BamAssembler()
+        bam.expire(now_ms)
         for can_id, data in frames:
             pgn = pgn_of(can_id)
             if pgn in (PGN_TP_CM, PGN_TP_DT):
-                done = bam.feed(can_id, data)
+                done = bam.feed(can_id, data, now_ms)
                 if done is not None and done[0] == PGN_DM1:
                     faults = (faults or []) + decode_dm1(done[1])
             elif pgn == PGN_DM1:
                 faults = (faults or []) + decode_dm1(data)
             else:
                 signals.extend(self.decode_frame(can_id, data))
-        if bam.incomplete:
+        if whole and bam.incomplete:
             raise J1939Error("bad_tp", "a TP.BAM transfer is incomplete in this message")
         return Decoded(tuple(signals), None if faults is None else tuple(faults))
 

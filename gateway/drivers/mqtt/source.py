@@ -38,6 +38,7 @@ from gateway.drivers.mqtt.payloads import (
     CAN_QUANTITIES,
     AlertMsg,
     Can,
+    CanFrame,
     Dtc,
     Health,
     Limits,
@@ -201,6 +202,8 @@ class MqttSource:
         self._j1939 = j1939.J1939Decoder(Path(settings.dbc) if settings.dbc else j1939.DBC_PATH)
         self._limits = settings.limits
         self._routes: dict[str, _Route] = {}
+        # per unit, live and history apart: TP.BAM transfers that go on in the next message
+        self._bams: dict[tuple[int, bool], j1939.BamAssembler] = {}
         self._streams: dict[int, dict[str, int]] = {}
         self._live = _Rows()
         self._hist = _Rows()
@@ -353,11 +356,10 @@ class MqttSource:
     def _can(self, route: _Route, payload: bytes, now: int) -> None:
         msg = check("can", payload, route.vehicle, now, self._limits)
         assert isinstance(msg, Can)
+        self._fresh(route, msg.seq)  # first, so a resent message feeds no TP.BAM twice
         decoded = None
         if msg.frames:
-            frames = [(f.id, bytes.fromhex(f.data)) for f in msg.frames]
-            decoded = self._j1939.decode_frames(frames)  # may raise: then nothing is kept
-        self._fresh(route, msg.seq)
+            decoded = self._frames(route, msg.frames, msg.ts, msg.hist, now)  # may raise
         ts = msg.ts * 1_000_000
         cols = self._hist if msg.hist else self._live
         for quantity, value in (msg.signals or {}).items():
@@ -371,15 +373,33 @@ class MqttSource:
     def _dtc(self, route: _Route, payload: bytes, now: int) -> None:
         msg = check("dtc", payload, route.vehicle, now, self._limits)
         assert isinstance(msg, Dtc)
+        self._fresh(route, msg.seq)
         faults: list[j1939.Fault] = []
         if msg.frames:
-            decoded = self._j1939.decode_frames([(f.id, bytes.fromhex(f.data)) for f in msg.frames])
+            decoded = self._frames(route, msg.frames, msg.ts, False, now)
+            if decoded.faults is None and msg.faults is None:
+                return  # a DM1 over TP.BAM that goes on in the next message
             faults.extend(decoded.faults or ())
         if msg.faults is not None:
             lamps = j1939.Lamps(msg.lamps.mil, msg.lamps.red, msg.lamps.amber, msg.lamps.protect)
             faults.extend(j1939.Fault(f.spn, f.fmi, f.oc, lamps) for f in msg.faults)
-        self._fresh(route, msg.seq)
         self._dtc_event(route, msg.ts * 1_000_000, faults, True, msg.seq)
+
+    def _frames(
+        self, route: _Route, frames: list[CanFrame], ts_ms: int, hist: bool, now: int
+    ) -> j1939.Decoded:
+        bam = self._bams.get((route.vid, hist))
+        if bam is None:
+            bam = self._bams[route.vid, hist] = j1939.BamAssembler()
+        try:
+            return self._j1939.decode_frames(
+                [(f.id, bytes.fromhex(f.data)) for f in frames], bam, ts_ms
+            )
+        finally:
+            topic = f"{self.settings.prefix}/v1/{route.vehicle}/{route.kind}"
+            for detail in bam.abandoned:
+                self._reject(now, topic, "bad_tp", detail, b"")
+            bam.abandoned.clear()
 
     def _dtc_event(
         self, route: _Route, ts: int, faults: list[j1939.Fault], live: bool, seq: int | None

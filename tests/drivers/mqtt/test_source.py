@@ -151,7 +151,7 @@ BAD_CASES = [
     ("bad_version", "pmpml/v1/B1/pvt", b'{"v":9,"vehicle":"B1","ts":TS,"lat":1,"lon":1}'),
     ("bad_checksum", "pmpml/v1/MH12-KQ-4321/ais140", b"AIS_BAD_CRC"),
     ("spoofed_vehicle", "pmpml/v1/MH12-KQ-0000/ais140", b"AIS_OK"),
-    ("bad_tp", "pmpml/v1/B1/dtc", b"DTC_HALF_BAM"),
+    ("bad_tp", "pmpml/v1/B1/dtc", b"DTC_DT_WITHOUT_BAM"),
 ]
 
 
@@ -163,9 +163,9 @@ def _fill(data: bytes) -> bytes:
     if data == b"AIS_BAD_CRC":
         good = ais()
         return good[:-4] + (b"0000" if not good.endswith(b"0000") else b"1111")
-    if data == b"DTC_HALF_BAM":
+    if data == b"DTC_DT_WITHOUT_BAM":
         payload = j1939.encode_dm1([(110, 0, 2), (100, 1, 1)], j1939.Lamps(amber=1))
-        frames = j1939.bam_frames(j1939.PGN_DM1, payload)[:2]
+        frames = j1939.bam_frames(j1939.PGN_DM1, payload)[1:]  # the packets, not the BAM
         raw = [{"id": i, "data": d.hex()} for i, d in frames]
         return js(v=1, vehicle="B1", ts=t, frames=raw)
     return data
@@ -183,6 +183,48 @@ def test_every_bad_input_is_rejected_counted_and_kept(
     assert reject.reason == reason and reject.source == f"mqtt:{topic}"
     assert reject.detail and reject.payload == payload[: reject.MAX_PAYLOAD]
     assert source.stats.rejects == {reason: 1}
+
+
+def _bam_message(frames: list[tuple[int, bytes]], t: int, seq: int) -> bytes:
+    raw = [{"id": i, "data": d.hex()} for i, d in frames]
+    return js(v=1, vehicle="B1", ts=t, seq=seq, frames=raw)
+
+
+def test_a_dm1_over_tp_bam_may_go_on_in_the_next_message(source: MqttSource) -> None:
+    """A unit cuts its frames into messages where it likes: a BAM in one message, its
+    packets in the next (and a resent copy of the first does not restart it)."""
+    payload = j1939.encode_dm1([(110, 0, 2), (100, 1, 1), (168, 4, 1)], j1939.Lamps(amber=1))
+    frames = j1939.bam_frames(j1939.PGN_DM1, payload)
+    assert len(frames) == 3
+    t = now_ms()
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames[:2], t, 1))
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames[:2], t, 1))  # QoS 1 resend
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames[2:], t + 300, 2))
+    (bundle,) = source.take()
+    (event,) = bundle.events
+    assert [(f["spn"], f["fmi"]) for f in event.data["faults"]] == [(110, 0), (100, 1), (168, 4)]
+    assert source.stats.rejects == {"duplicate": 1}
+
+
+def test_a_tp_bam_left_incomplete_is_rejected_once(source: MqttSource) -> None:
+    payload = j1939.encode_dm1([(110, 0, 2), (100, 1, 1)], j1939.Lamps(amber=1))
+    frames = j1939.bam_frames(j1939.PGN_DM1, payload)
+    t = now_ms()
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames[:1], t, 1))
+    # the rest never comes: the unit's next message, 5 s later, carries a whole DM1
+    single = j1939.encode_dm1([(100, 1, 1)], j1939.Lamps(amber=1))
+    source.handle("pmpml/v1/B1/dtc", _bam_message([(0x18FECA00, single)], t + 5_000, 2))
+    (bundle,) = source.take()
+    (event,) = bundle.events
+    assert [f["spn"] for f in event.data["faults"]] == [100]
+    (reject,) = bundle.rejects
+    assert reject.reason == "bad_tp" and "0 of 2 packets" in reject.detail, reject.detail
+    # a new BAM from the same source replaces one left open
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames[:1], t + 6_000, 3))
+    source.handle("pmpml/v1/B1/dtc", _bam_message(frames, t + 6_100, 4))
+    (bundle,) = source.take()
+    assert len(bundle.events) == 1 and "replaced by a new BAM" in bundle.rejects[0].detail
+    assert source.stats.rejects == {"bad_tp": 2}
 
 
 def test_duplicates_are_rejected_and_gaps_counted(source: MqttSource) -> None:
