@@ -34,7 +34,7 @@ What each detector watches (thresholds in `WaterSettings`):
 
 Alerts carry data time only. The same readings give the same alerts whatever
 the batch size (the kernels work row by row in order; see the gap rule in
-`gateway.analytics.water_kernels`).
+`gateway.analytics.water_ingest`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.analytics import kernels
-from gateway.analytics import water_kernels as wk
+from gateway.analytics import water_ingest as wi
+from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import AlertTracker
 from gateway.analytics.water_alerts import WaterAlerts
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
@@ -60,12 +61,12 @@ from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.analytics.water")
 
-NS_PER_MIN = wk.NS_PER_MIN
+NS_PER_MIN = wi.NS_PER_MIN
 _ROLES = (
-    ("inflow", wk.INFLOW),
-    ("outflow", wk.OUTFLOW),
-    ("pressure", wk.PRESSURE),
-    ("consumption", wk.CONSUMPTION),
+    ("inflow", wi.INFLOW),
+    ("outflow", wi.OUTFLOW),
+    ("pressure", wi.PRESSURE),
+    ("consumption", wi.CONSUMPTION),
 )
 
 
@@ -136,10 +137,10 @@ class WaterDetectors:
         self._step_p = self.settings.step_params()
         n_slots, n_dma = len(self._layout.slot_stream), len(self.dmas)
         self._si, self._sf, self._ring, self._ring_min, self._di, self.counters = (
-            wk.new_ingest_state(n_slots, n_dma)
+            wi.new_ingest_state(n_slots, n_dma)
         )
         s = self.settings
-        self._step = wk.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
+        self._step = wm.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
         self._agg_si, self._agg_sf = kernels.new_aggregate_state(len(registry))
         self._watermark = 0  # newest data time seen in any DMA stream
         self._first = 0
@@ -158,17 +159,17 @@ class WaterDetectors:
         self._q_w = np.zeros((max(n_dma, 1), width))
         self._c_w = np.zeros((max(n_dma, 1), width))
         self._has_c = np.zeros(max(n_dma, 1), bool)
-        self._p_col = np.full((max(n_dma, 1), wk.MAXP), -1, np.int64)
+        self._p_col = np.full((max(n_dma, 1), wm.MAXP), -1, np.int64)
         self._slot_name: list[str] = []
         for s in range(len(lay.slot_stream)):
             d, role = int(lay.slot_dma[s]), int(lay.slot_role[s])
             local = s - int(lay.dma_ptr[d])
             self._slot_name.append(self.registry.name_of(int(lay.slot_stream[s])))
-            if role == wk.INFLOW:
+            if role == wi.INFLOW:
                 self._q_w[d, local] = 1.0
-            elif role == wk.OUTFLOW:
+            elif role == wi.OUTFLOW:
                 self._q_w[d, local] = -1.0
-            elif role == wk.PRESSURE:
+            elif role == wi.PRESSURE:
                 self._p_col[d, self._n_pres[d]] = local
                 self._n_pres[d] += 1
             else:
@@ -238,10 +239,10 @@ class WaterDetectors:
         if not len(lay.slot_stream) or not len(r):
             return []
         slot_ptr, slot_list = lay.stream_index(max(len(self.registry), int(r.stream.max()) + 1))
-        self._step_p[wk.Q_TZ_MIN] = self._tz_minutes(int(r.ts[-1]))
+        self._step_p[wm.Q_TZ_MIN] = self._tz_minutes(int(r.ts[-1]))
         n_dma = len(self.dmas)
         # the kernel reserves room for a full catch-up of every DMA per row
-        gap_reset = int(self._ingest_p[wk.P_GAP_RESET_MIN])
+        gap_reset = int(self._ingest_p[wi.P_GAP_RESET_MIN])
         cap = max(4096, 2 * (gap_reset + self.settings.grace_minutes + 3) * n_dma)
         alerts: list[Alert] = []
         start = 0
@@ -252,7 +253,7 @@ class WaterDetectors:
             out_vals = np.empty((cap, lay.max_local))
             ev = [np.empty(cap, t) for t in (np.int32, np.int32, np.int64, np.int64)]
             evf = [np.empty(cap), np.empty(cap)]
-            start, n_out, n_ev = wk.ingest_rows(
+            start, n_out, n_ev = wi.ingest_rows(
                 r.ts,
                 r.stream,
                 r.value,
@@ -282,10 +283,10 @@ class WaterDetectors:
             alerts += self._minutes(
                 out_dma[:n_out], out_min[:n_out], out_gap[:n_out], out_vals[:n_out]
             )
-        self._watermark = max(self._watermark, int(self._di[:, wk.DI_WATERMARK].max()))
+        self._watermark = max(self._watermark, int(self._di[:, wi.DI_WATERMARK].max()))
         if self._first == 0:
             self._first = int(r.ts[0])
-        last_ts = self._si[:, wk.SI_LAST_TS]
+        last_ts = self._si[:, wi.SI_LAST_TS]
         alerts += self._alerts.silent_streams(last_ts, self._first, self._watermark)
         alerts += self.tracker.expire(self._watermark)
         return alerts
@@ -310,16 +311,16 @@ class WaterDetectors:
         q = np.where(qw != 0, vals * qw, 0.0).sum(axis=1)  # NaN when any inflow is missing
         c = np.where(cw != 0, vals * cw, 0.0).sum(axis=1)
         c[~self._has_c[dma]] = np.nan
-        pres = np.full((len(dma), wk.MAXP), np.nan)
+        pres = np.full((len(dma), wm.MAXP), np.nan)
         cols = self._p_col[dma]
         rows = np.arange(len(dma))
-        for j in range(wk.MAXP):
+        for j in range(wm.MAXP):
             ok = cols[:, j] >= 0
             pres[ok, j] = vals[rows[ok], cols[ok, j]]
-        out = np.empty((len(dma), wk.N_O))
-        outi = np.empty((len(dma), wk.N_OI), np.int64)
+        out = np.empty((len(dma), wm.N_O))
+        outi = np.empty((len(dma), wm.N_OI), np.int64)
         st = self._step
-        wk.step_minutes(
+        wm.step_minutes(
             dma, minute, gap, q, pres, self._n_pres, c, self._step_p, *st.arrays(), out, outi
         )
         return self._alerts.minute_alerts(dma, minute, vals, out, outi)

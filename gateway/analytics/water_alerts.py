@@ -18,12 +18,13 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.analytics import water_kernels as wk
+from gateway.analytics import water_ingest as wi
+from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import AlertTracker
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.events import Alert
 
-NS_PER_MIN = wk.NS_PER_MIN
+NS_PER_MIN = wi.NS_PER_MIN
 
 
 class SlotLayout(Protocol):
@@ -75,12 +76,12 @@ class WaterAlerts:
             p.clear_score
             for p in (*self.settings.alerts.kinds.values(), self.settings.alerts.default)
         )
-        scores = out[:, [wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_DP, wk.O_MB, wk.O_IC]]
+        scores = out[:, [wm.O_BURST, wm.O_CUSUM, wm.O_MNF, wm.O_DP, wm.O_MB, wm.O_IC]]
         hot = np.nan_to_num(scores, nan=0.0).max(axis=1) >= floor
         inflow_local = self._q_w[dma] > 0
         reverse = (np.nan_to_num(vals, nan=0.0) < -self.settings.reverse_flow_lps) & inflow_local
         alerts: list[Alert] = []
-        level = np.isfinite(out[:, wk.O_IC])  # tracked for every bin, hot or not
+        level = np.isfinite(out[:, wm.O_IC])  # tracked for every bin, hot or not
         for k in np.flatnonzero(hot | level | reverse.any(axis=1)):
             alerts += self._minute_row(
                 int(dma[k]), int(minute[k]), vals=vals[k], o=out[k], oi=outi[k], reverse=reverse[k]
@@ -103,98 +104,98 @@ class WaterAlerts:
         alerts: list[Alert] = []
         if any(start <= at <= until for start, until in self._suspect[d]):
             o = o.copy()
-            o[[wk.O_BURST, wk.O_CUSUM, wk.O_MNF, wk.O_MB, wk.O_IC]] = np.nan
-        if o[wk.O_BURST] > 0:
-            point = self._pressure_name(d, int(oi[wk.OI_BURST_POINT]))
+            o[[wm.O_BURST, wm.O_CUSUM, wm.O_MNF, wm.O_MB, wm.O_IC]] = np.nan
+        if o[wm.O_BURST] > 0:
+            point = self._pressure_name(d, int(oi[wm.OI_BURST_POINT]))
             ev: dict[str, Any] = {"detectors": ["burst"]}
-            if math.isfinite(o[wk.O_BURST_DROP]):
-                ev["pressure_drop_m"] = round(float(o[wk.O_BURST_DROP]), 3)
+            if math.isfinite(o[wm.O_BURST_DROP]):
+                ev["pressure_drop_m"] = round(float(o[wm.O_BURST_DROP]), 3)
                 ev["pressure_point"] = point
-            if math.isfinite(o[wk.O_BURST_MAG]):
-                ev["inflow_step_lps"] = round(float(o[wk.O_BURST_MAG]), 3)
+            if math.isfinite(o[wm.O_BURST_MAG]):
+                ev["inflow_step_lps"] = round(float(o[wm.O_BURST_MAG]), 3)
             alerts += obs(
                 "burst",
                 name,
                 at,
-                float(o[wk.O_BURST]),
-                magnitude=float(o[wk.O_BURST_MAG]),
-                started_at=int(oi[wk.OI_BURST_START]),
+                float(o[wm.O_BURST]),
+                magnitude=float(o[wm.O_BURST_MAG]),
+                started_at=int(oi[wm.OI_BURST_START]),
                 evidence=ev,
                 message=f"sudden inflow step or pressure drop in {name}",
             )
-        if np.isfinite(o[wk.O_IC]):
-            self._level_score[d] = o[wk.O_IC]
-        if o[wk.O_IC] > 0:
+        if np.isfinite(o[wm.O_IC]):
+            self._level_score[d] = o[wm.O_IC]
+        if o[wm.O_IC] > 0:
             alerts += obs(
                 "leak",
                 name,
                 at,
-                float(o[wk.O_IC]),
-                magnitude=float(o[wk.O_IC_MAG]),
-                started_at=int(oi[wk.OI_IC_START]),
+                float(o[wm.O_IC]),
+                magnitude=float(o[wm.O_IC_MAG]),
+                started_at=int(oi[wm.OI_IC_START]),
                 evidence={
                     "detectors": ["inflow_level"],
-                    "level_excess_lps": round(float(o[wk.O_IC_MAG]), 4),
+                    "level_excess_lps": round(float(o[wm.O_IC_MAG]), 4),
                 },
                 message=f"a constant extra inflow to {name}, day and night",
             )
         open_leak = self.tracker.get("leak", name)
-        if o[wk.O_CUSUM] > 0 and open_leak is not None:
+        if o[wm.O_CUSUM] > 0 and open_leak is not None:
             # the profile CUSUM reacts to hot days too: evidence for an open leak, not an alarm
             alerts += obs(
                 "leak",
                 name,
                 at,
-                min(float(o[wk.O_CUSUM]), open_leak.score),
-                magnitude=float(o[wk.O_CUSUM_MAG]),
-                started_at=int(oi[wk.OI_CUSUM_START]),
+                min(float(o[wm.O_CUSUM]), open_leak.score),
+                magnitude=float(o[wm.O_CUSUM_MAG]),
+                started_at=int(oi[wm.OI_CUSUM_START]),
                 evidence={
                     "detectors": ["inflow_cusum"],
-                    "profile_excess_lps": round(float(o[wk.O_CUSUM_MAG]), 4),
+                    "profile_excess_lps": round(float(o[wm.O_CUSUM_MAG]), 4),
                 },
                 message=f"inflow to {name} above its usual profile",
             )
-        if o[wk.O_MNF] > 0:
+        if o[wm.O_MNF] > 0:
             # a higher night flow alone may be a warm night or new customers; it opens a
             # leak only when the day's inflow level agrees (a leak adds flow day and night)
             alerts += obs(
                 "leak",
                 name,
                 at,
-                min(float(o[wk.O_MNF]), self._level_score[d] + 0.25),
-                magnitude=float(o[wk.O_MNF_MAG]),
-                started_at=int(oi[wk.OI_MNF_START]),
+                min(float(o[wm.O_MNF]), self._level_score[d] + 0.25),
+                magnitude=float(o[wm.O_MNF_MAG]),
+                started_at=int(oi[wm.OI_MNF_START]),
                 evidence={
                     "detectors": ["night_flow"],
-                    "night_flow_lps": round(float(o[wk.O_MNF_VAL]), 4),
-                    "night_baseline_lps": round(float(o[wk.O_MNF_BASE]), 4),
+                    "night_flow_lps": round(float(o[wm.O_MNF_VAL]), 4),
+                    "night_baseline_lps": round(float(o[wm.O_MNF_BASE]), 4),
                 },
                 message=f"minimum night flow of {name} above its history",
             )
-        if o[wk.O_MB] > 0:
+        if o[wm.O_MB] > 0:
             alerts += obs(
                 "leak",
                 name,
                 at,
-                float(o[wk.O_MB]),
-                magnitude=float(o[wk.O_MB_MAG]),
-                started_at=int(oi[wk.OI_MB_START]),
+                float(o[wm.O_MB]),
+                magnitude=float(o[wm.O_MB_MAG]),
+                started_at=int(oi[wm.OI_MB_START]),
                 evidence={
                     "detectors": ["mass_balance"],
-                    "unaccounted_lps": round(float(o[wk.O_MB_MAG]), 4),
+                    "unaccounted_lps": round(float(o[wm.O_MB_MAG]), 4),
                 },
                 message=f"inflow to {name} exceeds metered consumption",
             )
-        if o[wk.O_DP] > 0:
-            point = self._pressure_name(d, int(oi[wk.OI_DP_POINT]))
-            residual = round(float(o[wk.O_DP_MAG]), 3)
+        if o[wm.O_DP] > 0:
+            point = self._pressure_name(d, int(oi[wm.OI_DP_POINT]))
+            residual = round(float(o[wm.O_DP_MAG]), 3)
             leak = self.tracker.get("leak", name)
             if leak is not None:
                 alerts += obs(
                     "leak",
                     name,
                     at,
-                    min(float(o[wk.O_DP]), leak.score),
+                    min(float(o[wm.O_DP]), leak.score),
                     evidence={
                         "detectors": ["pressure_gradient"],
                         "gradient_point": point,
@@ -206,7 +207,7 @@ class WaterAlerts:
                     "sensor_fault",
                     point,
                     at,
-                    float(o[wk.O_DP]),
+                    float(o[wm.O_DP]),
                     magnitude=residual,
                     subkey="drift",
                     evidence={"fault": "drift", "residual_m": residual},
@@ -227,7 +228,7 @@ class WaterAlerts:
         return alerts
 
     def _pressure_name(self, d: int, j: int) -> str:
-        col = int(self._p_col[d, j]) if 0 <= j < wk.MAXP else -1
+        col = int(self._p_col[d, j]) if 0 <= j < wm.MAXP else -1
         if col < 0:
             return ""
         return self._slot_name[int(self._layout.dma_ptr[d]) + col]
@@ -242,7 +243,7 @@ class WaterAlerts:
             k, name = int(kind[e]), self._slot_name[int(slot[e])]
             a, b = int(t0[e]), int(t1[e])
             self._note_suspect(int(slot[e]), k, a, b)
-            if k == wk.EV_GAP:
+            if k == wi.EV_GAP:
                 alerts += obs(
                     "sensor_fault",
                     name,
@@ -255,7 +256,7 @@ class WaterAlerts:
                     message=f"no readings from {name}",
                 )
                 alerts += self.tracker.clear("sensor_fault", name, b, subkey="dropout")
-            elif k == wk.EV_STUCK_ON:
+            elif k == wi.EV_STUCK_ON:
                 value = float(v0[e])
                 alerts += obs(
                     "sensor_fault",
@@ -269,9 +270,9 @@ class WaterAlerts:
                     evidence={"fault": "stuck", "value": value, "flat_zero": value == 0.0},
                     message=f"{name} repeats {value:g}",
                 )
-            elif k == wk.EV_STUCK_OFF:
+            elif k == wi.EV_STUCK_OFF:
                 alerts += self.tracker.clear("sensor_fault", name, b, subkey="stuck")
-            elif k == wk.EV_SPIKE:
+            elif k == wi.EV_SPIKE:
                 alerts += obs(
                     "sensor_fault",
                     name,
@@ -283,23 +284,23 @@ class WaterAlerts:
                     evidence={"fault": "spike", "value": float(v0[e])},
                     message=f"{name} spiked by {float(v1[e]):g}",
                 )
-            elif k in (wk.EV_TRANSIENT_ON, wk.EV_TRANSIENT_OFF):
+            elif k in (wi.EV_TRANSIENT_ON, wi.EV_TRANSIENT_OFF):
                 alerts += self._transient(k, name, onset=a, at=b, dev=float(v0[e]))
         return alerts
 
     def _note_suspect(self, slot: int, kind: int, t0: int, t1: int) -> None:
         """Remember when an inflow meter of a DMA could not be trusted."""
         lay = self._layout
-        if lay.slot_role[slot] not in (wk.INFLOW, wk.OUTFLOW):
+        if lay.slot_role[slot] not in (wi.INFLOW, wi.OUTFLOW):
             return
         spans = self._suspect[int(lay.slot_dma[slot])]
         # the profile bins and a burst followed from the fault hold it this long
         after = max(2.0, self.settings.burst_track_hours) * 3600 * 1e9
-        if kind == wk.EV_STUCK_ON:
+        if kind == wi.EV_STUCK_ON:
             spans.append((t1, math.inf))
-        elif kind == wk.EV_STUCK_OFF and spans and spans[-1][1] == math.inf:
+        elif kind == wi.EV_STUCK_OFF and spans and spans[-1][1] == math.inf:
             spans[-1] = (spans[-1][0], t1 + after)
-        elif kind == wk.EV_GAP:
+        elif kind == wi.EV_GAP:
             spans.append((t1, t1 + after))
         del spans[:-8]
 
@@ -308,7 +309,7 @@ class WaterAlerts:
         stat = abs(dev) / self.settings.transient_min_m
         score = stat / (1.0 + stat)
         evidence = {"stream": stream, "peak_m": round(dev, 3)}
-        if k == wk.EV_TRANSIENT_ON:
+        if k == wi.EV_TRANSIENT_ON:
             return self.tracker.observe(
                 "transient",
                 asset,

@@ -24,7 +24,8 @@ import zoneinfo
 
 import numpy as np
 
-from gateway.analytics import water_kernels as wk
+from gateway.analytics import water_ingest as wi
+from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import LifecycleSettings
 from gateway.streams import split_stream_name
 
@@ -54,8 +55,8 @@ class DmaSettings:
             raise ValueError('a [[dma]] needs a name, e.g. name = "dma-01"')
         if not self.inflow:
             raise ValueError(f"dma {self.name!r} needs at least one inflow stream")
-        if len(self.pressure) > wk.MAXP:
-            raise ValueError(f"dma {self.name!r}: at most {wk.MAXP} pressure streams")
+        if len(self.pressure) > wm.MAXP:
+            raise ValueError(f"dma {self.name!r}: at most {wm.MAXP} pressure streams")
         names = self.streams()
         for name in names:
             split_stream_name(name)
@@ -175,7 +176,7 @@ class WaterSettings:
     reverse_flow_lps: float = _field(
         default=0.05, metadata=_help("inflow below minus this is reverse flow")
     )
-    # the gap rule (see gateway.analytics.water_kernels)
+    # the gap rule (see gateway.analytics.water_ingest)
     grace_minutes: int = _field(
         default=1, metadata=_help("minutes a DMA minute waits for late readings")
     )
@@ -206,8 +207,8 @@ class WaterSettings:
             raise ValueError("bin_minutes must divide a day (5, 10, 15, 30, 60...)")
         if self.history < 1 or self.min_history < 1 or self.night_history < 3:
             raise ValueError("history and min_history >= 1, night_history >= 3")
-        if not 0 < self.grace_minutes < wk.RING - 2:
-            raise ValueError(f"grace_minutes must be between 1 and {wk.RING - 3}")
+        if not 0 < self.grace_minutes < wi.RING - 2:
+            raise ValueError(f"grace_minutes must be between 1 and {wi.RING - 3}")
         for key in (
             "cusum_h",
             "gradient_h",
@@ -221,56 +222,56 @@ class WaterSettings:
                 raise ValueError(f"{key} must be positive")
 
     def ingest_params(self) -> np.ndarray:
-        p = np.zeros(wk.N_INGEST_PARAMS)
-        p[wk.P_DROPOUT_NS] = self.dropout_s * 1e9
-        p[wk.P_STUCK_NS] = self.stuck_s * 1e9
-        p[wk.P_STUCK_EPS] = self.stuck_eps
-        p[wk.P_SPIKE_K] = self.spike_k
-        p[wk.P_SPIKE_FLOOR] = self.spike_floor
-        p[wk.P_TR_MIN_HZ] = self.transient_min_hz
-        p[wk.P_TR_TAU_S] = self.transient_tau_s
-        p[wk.P_TR_K] = self.transient_k
-        p[wk.P_TR_MIN_M] = self.transient_min_m
-        p[wk.P_TR_QUIET_NS] = self.transient_quiet_s * 1e9
-        p[wk.P_TR_MAX_NS] = self.transient_max_s * 1e9
-        p[wk.P_GRACE_MIN] = self.grace_minutes
-        p[wk.P_GAP_RESET_MIN] = self.gap_reset_hours * 60
-        p[wk.P_CLOCK_JUMP_MIN] = self.clock_jump_hours * 60
+        p = np.zeros(wi.N_INGEST_PARAMS)
+        p[wi.P_DROPOUT_NS] = self.dropout_s * 1e9
+        p[wi.P_STUCK_NS] = self.stuck_s * 1e9
+        p[wi.P_STUCK_EPS] = self.stuck_eps
+        p[wi.P_SPIKE_K] = self.spike_k
+        p[wi.P_SPIKE_FLOOR] = self.spike_floor
+        p[wi.P_TR_MIN_HZ] = self.transient_min_hz
+        p[wi.P_TR_TAU_S] = self.transient_tau_s
+        p[wi.P_TR_K] = self.transient_k
+        p[wi.P_TR_MIN_M] = self.transient_min_m
+        p[wi.P_TR_QUIET_NS] = self.transient_quiet_s * 1e9
+        p[wi.P_TR_MAX_NS] = self.transient_max_s * 1e9
+        p[wi.P_GRACE_MIN] = self.grace_minutes
+        p[wi.P_GAP_RESET_MIN] = self.gap_reset_hours * 60
+        p[wi.P_CLOCK_JUMP_MIN] = self.clock_jump_hours * 60
         return p
 
     def step_params(self) -> np.ndarray:
-        p = np.zeros(wk.N_STEP_PARAMS)
+        p = np.zeros(wm.N_STEP_PARAMS)
         start = _minutes(self.night_start, "night_start")
         end = _minutes(self.night_end, "night_end")
-        p[wk.Q_BIN_MIN] = self.bin_minutes
-        p[wk.Q_HIST] = self.history
-        p[wk.Q_MIN_HIST] = self.min_history
-        p[wk.Q_SCALE_MIN] = self.demand_scale_hours * 60
-        p[wk.Q_FLOOR_REL] = self.floor_fraction
-        p[wk.Q_FLOOR_LPS] = self.floor_lps
-        p[wk.Q_CUSUM_K] = self.cusum_k
-        p[wk.Q_CUSUM_H] = self.cusum_h
-        p[wk.Q_Z_CLIP] = self.cusum_clip
-        p[wk.Q_IC_FLOOR] = self.intercept_floor_fraction
-        p[wk.Q_IC_Z] = self.intercept_z
-        p[wk.Q_RELEARN_MIN] = self.relearn_days * 1440
-        p[wk.Q_NIGHT_START] = start
-        p[wk.Q_NIGHT_END] = end
-        p[wk.Q_NIGHT_HIST] = self.night_history
-        p[wk.Q_NIGHT_MIN] = self.night_coverage * (end - start)
-        p[wk.Q_NIGHT_Z] = self.night_z
-        p[wk.Q_NIGHT_ALLOW] = self.night_use_allowance_lps
-        p[wk.Q_NIGHT_FLOOR] = self.night_floor_fraction
-        p[wk.Q_BURST_K] = self.burst_k
-        p[wk.Q_BURST_FRAC] = self.burst_min_fraction
-        p[wk.Q_BURST_LPS] = self.burst_min_lps
-        p[wk.Q_BURST_DROP_M] = self.burst_pressure_drop_m
-        p[wk.Q_BURST_TRACK_MIN] = self.burst_track_hours * 60
-        p[wk.Q_DP_FLOOR_M] = self.gradient_floor_m
-        p[wk.Q_DP_H] = self.gradient_h
-        p[wk.Q_MB_H] = self.balance_h
-        p[wk.Q_GAP_RESET_MIN] = self.gap_reset_hours * 60
-        p[wk.Q_MAX_AGE_MIN] = self.baseline_max_age_days * 1440
-        p[wk.Q_TZ_MIN] = 0  # set per batch from the timezone
-        p[wk.Q_WEEKEND] = sum(1 << _DAYS.index(day) for day in self.weekend)
+        p[wm.Q_BIN_MIN] = self.bin_minutes
+        p[wm.Q_HIST] = self.history
+        p[wm.Q_MIN_HIST] = self.min_history
+        p[wm.Q_SCALE_MIN] = self.demand_scale_hours * 60
+        p[wm.Q_FLOOR_REL] = self.floor_fraction
+        p[wm.Q_FLOOR_LPS] = self.floor_lps
+        p[wm.Q_CUSUM_K] = self.cusum_k
+        p[wm.Q_CUSUM_H] = self.cusum_h
+        p[wm.Q_Z_CLIP] = self.cusum_clip
+        p[wm.Q_IC_FLOOR] = self.intercept_floor_fraction
+        p[wm.Q_IC_Z] = self.intercept_z
+        p[wm.Q_RELEARN_MIN] = self.relearn_days * 1440
+        p[wm.Q_NIGHT_START] = start
+        p[wm.Q_NIGHT_END] = end
+        p[wm.Q_NIGHT_HIST] = self.night_history
+        p[wm.Q_NIGHT_MIN] = self.night_coverage * (end - start)
+        p[wm.Q_NIGHT_Z] = self.night_z
+        p[wm.Q_NIGHT_ALLOW] = self.night_use_allowance_lps
+        p[wm.Q_NIGHT_FLOOR] = self.night_floor_fraction
+        p[wm.Q_BURST_K] = self.burst_k
+        p[wm.Q_BURST_FRAC] = self.burst_min_fraction
+        p[wm.Q_BURST_LPS] = self.burst_min_lps
+        p[wm.Q_BURST_DROP_M] = self.burst_pressure_drop_m
+        p[wm.Q_BURST_TRACK_MIN] = self.burst_track_hours * 60
+        p[wm.Q_DP_FLOOR_M] = self.gradient_floor_m
+        p[wm.Q_DP_H] = self.gradient_h
+        p[wm.Q_MB_H] = self.balance_h
+        p[wm.Q_GAP_RESET_MIN] = self.gap_reset_hours * 60
+        p[wm.Q_MAX_AGE_MIN] = self.baseline_max_age_days * 1440
+        p[wm.Q_TZ_MIN] = 0  # set per batch from the timezone
+        p[wm.Q_WEEKEND] = sum(1 << _DAYS.index(day) for day in self.weekend)
         return p

@@ -1,6 +1,6 @@
 """Bad input never crashes the water detectors nor poisons their state.
 
-The gap rule under test (gateway.analytics.water_kernels): a silence longer than
+The gap rule under test (gateway.analytics.water_ingest): a silence longer than
 `gap_reset_hours` resets short-term state and keeps the learned baselines; one
 longer than `baseline_max_age_days` forgets them too; a reading more than
 `clock_jump_hours` behind the DMA's newest restarts its timeline.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gateway.analytics import water_kernels as wk
+from gateway.analytics import water_ingest as wi
 from gateway.analytics.water import WaterDetectors
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.batch import Quality, ReadingBatch
@@ -66,7 +66,7 @@ def leak_found_after(alerts: Sequence[Alert], day: float) -> bool:
 
 def assert_state_finite(det: WaterDetectors) -> None:
     step = det._step
-    for arr in (step.f, det._sf[:, [wk.SF_SUM, wk.SF_CNT]]):
+    for arr in (step.f, det._sf[:, [wi.SF_SUM, wi.SF_CNT]]):
         assert np.all(np.isfinite(arr)), "NaN or inf leaked into the state"
 
 
@@ -82,7 +82,7 @@ def test_nan_and_inf_values_are_skipped_and_detection_still_works() -> None:
     value[hit[2::3]] = -np.inf
     quality[hit[::3]] = Quality.COMM_ERROR
     alerts, det = run(ReadingBatch(b.ts, b.stream, value, quality), reg)
-    assert det.counters[wk.C_BAD] == len(hit)
+    assert det.counters[wi.C_BAD] == len(hit)
     assert_state_finite(det)
     assert leak_found_after(alerts, 15.3)
     assert not any(a.opened_at < (T0 + 15.3 * 86_400) * NS for a in final(alerts, "leak"))
@@ -98,7 +98,7 @@ def test_out_of_order_and_duplicate_timestamps_are_dropped_and_counted() -> None
     ts[5000:5003] -= 5 * 60 * NS  # three rows 5 minutes in the past
     clean, _ = run(b, reg)
     messy, det = run(ReadingBatch(ts, shuffled.stream, shuffled.value, shuffled.quality), reg)
-    assert det.counters[wk.C_DISORDER] + det.counters[wk.C_LATE] == len(dup) + 3
+    assert det.counters[wi.C_DISORDER] + det.counters[wi.C_LATE] == len(dup) + 3
     assert_state_finite(det)
     # the detectors' view of the data is nearly unchanged: same alert kinds
     assert {a.kind for a in messy} <= {a.kind for a in clean} | {"sensor_fault"}
@@ -110,7 +110,7 @@ def test_gap_of_days_resets_short_term_state_and_keeps_baselines() -> None:
     day = (b.ts // NS - T0) / 86_400
     gapped = b[(day < 10) | (day >= 13)]  # three days without any reading
     alerts, det = run(gapped, reg)
-    assert det.counters[wk.C_GAP] == 1
+    assert det.counters[wi.C_GAP] == 1
     assert_state_finite(det)
     # no false leak or burst right after the gap: the baselines were kept, not relearned wrong
     after_gap = [a for a in final(alerts, "leak") + final(alerts, "burst")
@@ -137,7 +137,7 @@ def test_clock_jump_back_restarts_the_timeline() -> None:
     ts = b.ts.copy()
     ts[3000:3003] += 2 * 86_400 * NS  # one reading of each stream from two days ahead
     alerts, det = run(ReadingBatch(ts, b.stream, b.value, b.quality), reg)
-    assert det.counters[wk.C_CLOCK_JUMP] >= 1
+    assert det.counters[wi.C_CLOCK_JUMP] >= 1
     assert_state_finite(det)
     assert final(alerts, "leak") == [] and final(alerts, "burst") == []
 
