@@ -24,7 +24,9 @@ The command prints the mode it chose: timescaledb when the extension is availabl
 (hypertables, compression, continuous aggregates, retention policies), else
 postgres (plain PostgreSQL 14+ with BRIN indexes and rollups kept by the gateway).
 Running it again applies only what is new, and re-applies the retention and
-compression policies with the intervals given.
+compression policies with the intervals given. The 1 h and 1 d rollups are
+bucketed in local hours and days of --rollup-timezone (default Asia/Kolkata),
+fixed when first applied.
 """
 
 
@@ -67,6 +69,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             help=f"retention of {field} in days, 0 keeps them (default %(default)s)",
         )
     mig.add_argument("--compress-after-days", type=int, default=defaults.compress_after_days)
+    mig.add_argument(
+        "--rollup-timezone",
+        default=PostgresSettings().rollup_timezone,
+        metavar="ZONE",
+        help="IANA time zone of the local days and hours of the 1 h / 1 d rollups; fixed "
+        "when first applied, a later run with another zone is refused (default %(default)s)",
+    )
     mig.set_defaults(func=run_migrate)
 
 
@@ -80,6 +89,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             password_env=args.password_env,
             password_file=args.password_file,
             mode=args.mode,
+            rollup_timezone=args.rollup_timezone,
             retention=RetentionSettings(
                 readings_days=args.readings_days,
                 positions_days=args.positions_days,
@@ -95,7 +105,14 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 2
     run = ensure_database if args.create else migrate
     try:
-        report = asyncio.run(run(conninfo, mode=settings.mode, retention=settings.retention))
+        report = asyncio.run(
+            run(
+                conninfo,
+                mode=settings.mode,
+                retention=settings.retention,
+                rollup_timezone=settings.rollup_timezone,
+            )
+        )
     except MigrationError as err:
         print(f"gateway db migrate: {err}", file=sys.stderr)
         return 1

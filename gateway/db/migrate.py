@@ -4,10 +4,15 @@
     migrations/0002_roles.sql               both modes
     migrations/0003_time.timescaledb.sql    one of these two, by mode
     migrations/0003_time.postgres.sql
+    migrations/0004_writer_mode.sql         both modes
+    migrations/0005_local_rollups.*.sql     by mode: 1 h / 1 d rollups in local time
 
 Each file runs in its own transaction and is recorded in `schema_migrations`
 with its checksum, so a second run applies nothing and an edited file that was
-already applied is refused. The mode is chosen at the first run and kept: a
+already applied is refused. A file may hold :'rollup_timezone', replaced by
+the zone as a quoted literal when it runs (the checksum is of the file as
+written); the zone is kept in `rollup_settings`, and a later run with another
+zone is refused. The mode is chosen at the first run and kept: a
 database made on plain PostgreSQL stays plain even if TimescaleDB is installed
 later. Policies (compression, retention, continuous-aggregate refresh) carry
 configurable intervals, so they are re-applied on every run.
@@ -25,7 +30,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway.db.settings import DEFAULT_RETENTION, Mode, RetentionSettings
+from gateway.db.settings import (
+    DEFAULT_RETENTION,
+    DEFAULT_ROLLUP_TIMEZONE,
+    Mode,
+    RetentionSettings,
+    check_timezone,
+)
 from gateway.logs import get_logger
 
 log = get_logger("gateway.db")
@@ -35,6 +46,8 @@ LOCK_KEY = int.from_bytes(b"gateway\x01", "big", signed=True)
 MIN_TIMESCALEDB = (2, 13)  # create_hypertable(..., by_range(...))
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescaledb|postgres))?\.sql$")
+# a parameter of a migration file, psql style: :'name' becomes 'value'
+_PARAM = re.compile(r":'([a-z_]+)'")
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -62,6 +75,21 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
+    @property
+    def params(self) -> frozenset[str]:
+        return frozenset(_PARAM.findall(self.sql))
+
+    def render(self, params: dict[str, str]) -> str:
+        """The SQL with each :'name' replaced by params[name] as a quoted literal."""
+
+        def literal(match: re.Match[str]) -> str:
+            name = match[1]
+            if name not in params:
+                raise MigrationError(f"migration {self.version:04d}_{self.name} needs {name}")
+            return "'" + params[name].replace("'", "''") + "'"
+
+        return _PARAM.sub(literal, self.sql)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MigrationReport:
@@ -71,6 +99,8 @@ class MigrationReport:
     current: int  # schema version after the run
     server_version: str
     timescaledb_version: str | None
+    rollup_timezone: str | None = None  # local days and hours of the 1 h / 1 d rollups
+    notes: tuple[str, ...] = ()  # what the operator should do next
 
     def describe(self) -> str:
         lines = [f"mode: {self.mode} ({self.reason})", f"server: PostgreSQL {self.server_version}"]
@@ -79,6 +109,9 @@ class MigrationReport:
         else:
             lines.append("applied: nothing, the schema was up to date")
         lines.append(f"schema version: {self.current}")
+        if self.rollup_timezone:
+            lines.append(f"rollups: 1 h and 1 d buckets in local time of {self.rollup_timezone}")
+        lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
@@ -197,9 +230,21 @@ def timescaledb_policies(retention: RetentionSettings) -> list[str]:
 
 
 async def migrate(
-    conninfo: str, *, mode: Mode = "auto", retention: RetentionSettings = DEFAULT_RETENTION
+    conninfo: str,
+    *,
+    mode: Mode = "auto",
+    retention: RetentionSettings = DEFAULT_RETENTION,
+    rollup_timezone: str = DEFAULT_ROLLUP_TIMEZONE,
 ) -> MigrationReport:
-    """Bring the database at `conninfo` up to date; report the mode chosen."""
+    """Bring the database at `conninfo` up to date; report the mode chosen.
+
+    `rollup_timezone` (an IANA zone name) sets the local days and hours of the
+    1 h / 1 d rollups when migration 0005 runs; a database migrated with
+    another zone is refused with a MigrationError."""
+    try:
+        check_timezone(rollup_timezone)
+    except ValueError as err:
+        raise MigrationError(str(err)) from err
     try:
         conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as err:
@@ -207,13 +252,16 @@ async def migrate(
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
-            return await _migrate_locked(conn, mode, retention)
+            return await _migrate_locked(conn, mode, retention, rollup_timezone)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
 async def _migrate_locked(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], wanted: Mode, retention: RetentionSettings
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    wanted: Mode,
+    retention: RetentionSettings,
+    rollup_timezone: str,
 ) -> MigrationReport:
     await conn.execute(_BOOKKEEPING)
     cur = await conn.execute("SELECT version, name, mode, checksum FROM schema_migrations")
@@ -225,6 +273,9 @@ async def _migrate_locked(
     tsdb = await _timescaledb_version(conn)
     # built first: settings the policies cannot honour fail before anything changes
     policies = timescaledb_policies(retention) if mode == "timescaledb" else []
+    params = {"rollup_timezone": rollup_timezone}
+    pending = [m for m in plan(mode) if m.version not in done]
+    await _check_rollup_timezone(conn, rollup_timezone, needed=any(m.params for m in pending))
     applied: list[str] = []
     for m in plan(mode):
         if m.version in done:
@@ -238,7 +289,7 @@ async def _migrate_locked(
             continue
         async with conn.transaction():
             try:
-                await conn.execute(m.sql.encode())
+                await conn.execute(m.render(params).encode())
             except psycopg.Error as err:
                 raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {err}") from err
             await conn.execute(
@@ -256,7 +307,49 @@ async def _migrate_locked(
                 except psycopg.Error as err:
                     raise MigrationError(f"policy failed: {statement}: {err}") from err
     current = max([m.version for m in plan(mode)], default=0)
-    return MigrationReport(mode, reason, tuple(applied), current, server, tsdb)
+    notes: list[str] = []
+    if mode == "timescaledb" and any(a.startswith("0005_") for a in applied):
+        notes.append(
+            "aggregates_1h and aggregates_1d were made again in local time; their refresh "
+            f"policies fill the last {retention.refresh_window_days} days. Back-fill older "
+            "buckets outside a transaction: CALL refresh_continuous_aggregate('aggregates_1h', "
+            "NULL, now()); and the same for aggregates_1d (docs/schema.md)"
+        )
+    zone = await _recorded_timezone(conn)
+    return MigrationReport(mode, reason, tuple(applied), current, server, tsdb, zone, tuple(notes))
+
+
+async def _recorded_timezone(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> str | None:
+    """The zone of the 1 h / 1 d rollups, None before migration 0005."""
+    cur = await conn.execute("SELECT to_regclass('rollup_settings') IS NOT NULL")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    cur = await conn.execute("SELECT timezone FROM rollup_settings")
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _check_rollup_timezone(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], wanted: str, *, needed: bool
+) -> None:
+    """Refuse a zone other than the one the rollups were built in, and, when a
+    pending migration will use it, a zone this server does not know."""
+    recorded = await _recorded_timezone(conn)
+    if recorded is not None and recorded != wanted:
+        raise MigrationError(
+            f"this database buckets its 1 h and 1 d rollups in local time of {recorded}, "
+            f"not {wanted}; migrate with --rollup-timezone {recorded} (or set "
+            f'rollup_timezone = "{recorded}" in [postgres]). Moving the rollups to another '
+            "zone needs a new migration that rebuilds them"
+        )
+    if needed:
+        cur = await conn.execute("SELECT 1 FROM pg_timezone_names WHERE name = %s", (wanted,))
+        if await cur.fetchone() is None:
+            raise MigrationError(
+                f"this PostgreSQL server does not know the time zone {wanted} "
+                "(pg_timezone_names); update its time zone data or pick another zone"
+            )
 
 
 async def _timescaledb_version(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> str | None:
@@ -320,6 +413,7 @@ async def ensure_database(
     *,
     mode: Mode = "auto",
     retention: RetentionSettings = DEFAULT_RETENTION,
+    rollup_timezone: str = DEFAULT_ROLLUP_TIMEZONE,
     maintenance_db: str = "postgres",
 ) -> MigrationReport:
     """Create the database named in `conninfo` if missing (via the maintenance
@@ -333,7 +427,7 @@ async def ensure_database(
         await _create_database(conninfo, maintenance_db)
     else:
         await probe.close()
-    return await migrate(conninfo, mode=mode, retention=retention)
+    return await migrate(conninfo, mode=mode, retention=retention, rollup_timezone=rollup_timezone)
 
 
 async def _create_database(conninfo: str, maintenance_db: str) -> None:

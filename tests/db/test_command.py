@@ -38,3 +38,15 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         run("db", "migrate", "--help")
     assert "examples:" in capsys.readouterr().out
+
+
+def test_the_rollup_zone_is_fixed_at_the_first_migrate(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("db", "migrate", "--dsn", pg_dsn, "--rollup-timezone", "Europe/Berlin") == 0
+    assert "local time of Europe/Berlin" in capsys.readouterr().out
+    assert run("db", "migrate", "--dsn", pg_dsn) == 1  # the default, Asia/Kolkata
+    err = capsys.readouterr().err
+    assert "not Asia/Kolkata" in err and "--rollup-timezone Europe/Berlin" in err
+    assert run("db", "migrate", "--dsn", pg_dsn, "--rollup-timezone", "IST") == 2
+    assert "rollup_timezone 'IST'" in capsys.readouterr().err

@@ -25,6 +25,7 @@ TABLES = {
     "aggregates_1h",
     "aggregates_1d",
     "schema_migrations",
+    "rollup_settings",
 }
 
 
@@ -40,20 +41,23 @@ async def test_migrate_creates_the_schema_once_and_reports_the_mode(pg_dsn: str)
     first = await migrate(pg_dsn)
     assert first.mode == "postgres"  # the CI server has no timescaledb
     assert "not available" in first.reason
-    assert first.applied == ("0001_tables", "0002_roles", "0003_time", "0004_writer_mode")
+    assert first.applied == (
+        "0001_tables", "0002_roles", "0003_time", "0004_writer_mode", "0005_local_rollups",
+    )  # fmt: skip
     assert tables(pg_dsn) >= TABLES
     second = await migrate(pg_dsn)
-    assert second.applied == () and second.current == 4
+    assert second.applied == () and second.current == 5
     assert "mode: postgres" in second.describe()
+    assert "local time of Asia/Kolkata" in second.describe()
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute("SELECT version, mode FROM schema_migrations ORDER BY 1").fetchall()
-    assert rows == [(1, "postgres"), (2, "postgres"), (3, "postgres"), (4, "postgres")]
+    assert rows == [(v, "postgres") for v in range(1, 6)]
 
 
 async def test_concurrent_migrations_queue_on_the_advisory_lock(pg_dsn: str) -> None:
     reports = await asyncio.gather(*(migrate(pg_dsn) for _ in range(3)))
     applied = [r.applied for r in reports]
-    assert sorted(len(a) for a in applied) == [0, 0, 4], applied
+    assert sorted(len(a) for a in applied) == [0, 0, 5], applied
 
 
 async def test_an_edited_applied_migration_is_refused(

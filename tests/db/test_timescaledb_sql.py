@@ -17,6 +17,13 @@ without removing it first is an error. The continuous aggregates' queries run
 for real (WITH NO DATA) over the real tables, so a wrong column or GROUP BY
 fails here. Beyond TimescaleDB's own checks: no refresh window reaches back to
 minutes that retention has dropped, for any settings RetentionSettings accepts.
+
+Migration 0005 drops the 1 h and 1 d continuous aggregates and makes them again
+with time_bucket(width, ts, timezone): the stand-ins carry all the 3-argument
+time_bucket variants of TimescaleDB (offset, origin, timezone), so the zone
+literal must resolve to the timezone one; DROP MATERIALIZED VIEW removes the
+view's refresh policies, as documented, and the policies migrate.py adds after
+every run must then succeed again.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from pglast.ast import (
     CreateExtensionStmt,
     CreateTableAsStmt,
     DefElem,
+    DropStmt,
     FuncCall,
     NamedArgExpr,
     TransactionStmt,
     TypeCast,
 )
+from pglast.enums import ObjectType
 
 from gateway.db import migrate as m
 from gateway.db.settings import RetentionSettings
@@ -53,7 +62,7 @@ STUBS = r"""
 CREATE SCHEMA tsdb;
 CREATE TABLE tsdb.hypertables (relation regclass PRIMARY KEY, time_column name NOT NULL);
 CREATE TABLE tsdb.compressed (relation regclass PRIMARY KEY);
-CREATE TABLE tsdb.caggs (view regclass PRIMARY KEY, bucket interval NOT NULL);
+CREATE TABLE tsdb.caggs (view regclass PRIMARY KEY, bucket interval NOT NULL, timezone text);
 CREATE TABLE tsdb.jobs (kind text, relation regclass, config text, end_offset interval);
 CREATE TYPE tsdb.dimension_info AS (column_name name, partition_interval interval);
 
@@ -113,6 +122,26 @@ END $$;
 CREATE FUNCTION tsdb.time_bucket(bucket_width interval, ts timestamptz)
 RETURNS timestamptz LANGUAGE sql IMMUTABLE AS
 $$ SELECT date_bin(bucket_width, ts, timestamptz '2000-01-03 00:00+00') $$;
+
+-- time_bucket(bucket_width INTERVAL, ts TIMESTAMPTZ, "offset" INTERVAL)
+CREATE FUNCTION tsdb.time_bucket(bucket_width interval, ts timestamptz, "offset" interval)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE AS
+$$ SELECT date_bin(bucket_width, ts - "offset", timestamptz '2000-01-03 00:00+00') + "offset" $$;
+
+-- time_bucket(bucket_width INTERVAL, ts TIMESTAMPTZ, origin TIMESTAMPTZ)
+CREATE FUNCTION tsdb.time_bucket(bucket_width interval, ts timestamptz, origin timestamptz)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$ SELECT date_bin(bucket_width, ts, origin) $$;
+
+-- time_bucket(bucket_width INTERVAL, ts TIMESTAMPTZ, timezone TEXT,
+--     origin TIMESTAMPTZ = NULL, "offset" INTERVAL = NULL) RETURNS TIMESTAMPTZ:
+-- buckets in the zone's local time, from a local origin of 2000-01-03 00:00
+CREATE FUNCTION tsdb.time_bucket(bucket_width interval, ts timestamptz, timezone text,
+    origin timestamptz DEFAULT NULL, "offset" interval DEFAULT NULL)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
+    SELECT (date_bin(bucket_width, (ts - coalesce("offset", '0')) AT TIME ZONE timezone,
+                     coalesce(origin AT TIME ZONE timezone, timestamp '2000-01-03 00:00'))
+            + coalesce("offset", '0')) AT TIME ZONE timezone
+$$;
 
 -- last(anyelement, "any")
 CREATE FUNCTION tsdb.last_step(state anyarray, value anyelement, t timestamptz)
@@ -256,17 +285,28 @@ END $$;
 PORTABLE_OPTIONS = {"compress", "compress_segmentby", "compress_orderby"}
 
 CONTINUOUS = re.compile(r"WITH\s*\(\s*timescaledb\.continuous\s*\)", re.IGNORECASE)
-BUCKET = re.compile(r"time_bucket\(INTERVAL '([^']+)', (\w+)\) AS (\w+)", re.IGNORECASE)
+BUCKET = re.compile(
+    r"time_bucket\(INTERVAL '([^']+)', (\w+)(?:, '([^']+)')?\) AS (\w+)", re.IGNORECASE
+)
 SPAN = re.compile(r"^(\d+) (day|hour|minute|second)s?$")
+ZONE = "Asia/Kolkata"
 
 
-def timescaledb_file() -> m.Migration:
-    (found,) = [x for x in m.plan("timescaledb") if x.mode == "timescaledb"]
-    return found
+def timescaledb_files() -> list[m.Migration]:
+    return [x for x in m.plan("timescaledb") if x.mode == "timescaledb"]
+
+
+def timescaledb_statements(zone: str = ZONE) -> list[str]:
+    """Every statement of the TimescaleDB files, as migrate.py runs them."""
+    out: list[str] = []
+    for x in timescaledb_files():
+        out += parser.split(x.render({"rollup_timezone": zone}))
+    return out
 
 
 def test_every_statement_parses_with_the_postgresql_parser() -> None:
-    statements = list(parser.split(timescaledb_file().sql))
+    assert [x.version for x in timescaledb_files()] == [3, 5]
+    statements = timescaledb_statements()
     statements += m.timescaledb_policies(RetentionSettings())
     for statement in statements:
         parse_sql(statement)  # raises ParseError with the position
@@ -279,7 +319,7 @@ def test_nothing_needs_to_run_outside_a_transaction() -> None:
     transaction control, no CREATE EXTENSION (migrate.py does that in autocommit),
     and every continuous aggregate WITH NO DATA (WITH DATA refuses a transaction
     block)."""
-    statements = list(parser.split(timescaledb_file().sql))
+    statements = timescaledb_statements()
     statements += m.timescaledb_policies(RetentionSettings())
     for text in statements:
         (raw,) = parse_sql(text)
@@ -309,30 +349,63 @@ def unique_keys(conn: psycopg.Connection[tuple[object, ...]], table: str) -> lis
     return [set(str(c) for c in r[0]) for r in rows]  # type: ignore[union-attr]
 
 
-def run_migration(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
-    """0001, 0002, the TimescaleDB 0003 and 0004 against the stand-ins, checking each
-    TimescaleDB statement against the documented rules; the caggs and their buckets."""
+Caggs = dict[str, tuple[str, str | None]]  # view -> (bucket width, time zone)
+
+
+def run_migration(
+    conn: psycopg.Connection[tuple[object, ...]],
+    versions: range = range(1, 10_000),
+    caggs: Caggs | None = None,
+    zone: str = ZONE,
+) -> Caggs:
+    """The TimescaleDB plan against the stand-ins, each file in a transaction as
+    migrate.py runs it, checking each TimescaleDB statement against the documented
+    rules; the caggs and their buckets."""
+    caggs = {} if caggs is None else caggs
     conn.execute(m._BOOKKEEPING)
-    for before in m.plan("timescaledb"):
-        if before.mode is None and before.version < 3:
-            conn.execute(before.sql.encode())
-    conn.execute(STUBS.encode())
-    conn.execute("SET search_path = tsdb, public")
-    caggs: dict[str, str] = {}
-    with conn.transaction():  # as migrate.py runs it
-        for text in parser.split(timescaledb_file().sql):
-            (raw,) = parse_sql(text)
-            stmt = raw.stmt
-            if isinstance(stmt, AlterTableStmt):
-                check_compression(conn, stmt)
-            elif isinstance(stmt, CreateTableAsStmt):
-                check_continuous_aggregate(conn, stmt, text, caggs)
-            else:
-                conn.execute(text.encode())
-    for after in m.plan("timescaledb"):
-        if after.version > 3:
-            conn.execute(after.sql.encode())
+    for x in m.plan("timescaledb"):
+        if x.version not in versions:
+            continue
+        text = x.render({"rollup_timezone": zone})
+        if x.mode is None:
+            conn.execute(text.encode())
+            continue
+        if conn.execute("SELECT to_regnamespace('tsdb')").fetchone() == (None,):
+            conn.execute(STUBS.encode())
+            conn.execute("SET search_path = tsdb, public")
+        with conn.transaction():  # as migrate.py runs it
+            for statement in parser.split(text):
+                run_statement(conn, statement, caggs)
     return caggs
+
+
+def run_statement(conn: psycopg.Connection[tuple[object, ...]], text: str, caggs: Caggs) -> None:
+    (raw,) = parse_sql(text)
+    stmt = raw.stmt
+    if isinstance(stmt, AlterTableStmt):
+        check_compression(conn, stmt)
+    elif isinstance(stmt, CreateTableAsStmt):
+        check_continuous_aggregate(conn, stmt, text, caggs)
+    elif isinstance(stmt, DropStmt) and stmt.removeType == ObjectType.OBJECT_MATVIEW:
+        drop_continuous_aggregate(conn, stmt, caggs)
+    else:
+        conn.execute(text.encode())
+
+
+def drop_continuous_aggregate(
+    conn: psycopg.Connection[tuple[object, ...]], stmt: DropStmt, caggs: Caggs
+) -> None:
+    """DROP MATERIALIZED VIEW on a cagg "deletes the continuous aggregate and all its
+    internal objects. It also removes refresh policies for that aggregate"
+    (api/latest/continuous-aggregates/drop_materialized_view)."""
+    assert not stmt.missing_ok, "IF EXISTS would hide a view 0003 did not make"
+    for names in stmt.objects:
+        (name,) = (n.sval for n in names)
+        assert name in caggs, f"{name} is not a continuous aggregate"
+        conn.execute("DELETE FROM tsdb.jobs WHERE relation = %s::regclass", (name,))
+        conn.execute("DELETE FROM tsdb.caggs WHERE view = %s::regclass", (name,))
+        conn.execute(f"DROP MATERIALIZED VIEW {name}".encode())
+        del caggs[name]
 
 
 def check_compression(conn: psycopg.Connection[tuple[object, ...]], stmt: AlterTableStmt) -> None:
@@ -367,12 +440,12 @@ def check_continuous_aggregate(
     conn: psycopg.Connection[tuple[object, ...]],
     stmt: CreateTableAsStmt,
     text: str,
-    caggs: dict[str, str],
+    caggs: Caggs,
 ) -> None:
     assert stmt.into.skipData, "WITH NO DATA: a cagg WITH DATA cannot run in a transaction"
     assert CONTINUOUS.search(text), "a continuous aggregate needs timescaledb.continuous"
     (bucket,) = BUCKET.findall(text)
-    width, column, alias = bucket
+    width, column, zone, alias = bucket
     source = re.search(r"FROM (\w+)", text)
     assert source is not None
     row = conn.execute(
@@ -381,9 +454,23 @@ def check_continuous_aggregate(
     assert row == (column,), "bucket the source hypertable's time column"
     assert re.search(rf"GROUP BY .*\b{alias}\b", text), "group by the time bucket"
     view = stmt.into.rel.relname
+    if zone:  # TimescaleDB checks the name (ts_is_valid_timezone_name) at CREATE
+        known = conn.execute("SELECT FROM pg_timezone_names WHERE name = %s", (zone,))
+        assert known.fetchone() is not None, f"invalid timezone name {zone!r}"
     conn.execute(CONTINUOUS.sub("", text).encode())  # the query runs for real
-    conn.execute("INSERT INTO tsdb.caggs VALUES (%s::regclass, %s)", (view, width))
-    caggs[view] = width
+    # the variant of time_bucket the view calls: with a zone, the timezone TEXT one
+    (args,) = conn.execute(
+        "SELECT p.proargnames FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid "
+        "JOIN pg_proc p ON p.oid = d.refobjid WHERE r.ev_class = %s::regclass "
+        "AND p.proname = 'time_bucket'",
+        (view,),
+    ).fetchall()
+    with_zone = ["bucket_width", "ts", "timezone", "origin", "offset"]
+    assert args[0] == (with_zone if zone else ["bucket_width", "ts"]), args
+    conn.execute(
+        "INSERT INTO tsdb.caggs VALUES (%s::regclass, %s, %s)", (view, width, zone or None)
+    )
+    caggs[view] = (width, zone or None)
 
 
 def apply_policies(conn: psycopg.Connection[tuple[object, ...]], r: RetentionSettings) -> None:
@@ -395,8 +482,14 @@ def apply_policies(conn: psycopg.Connection[tuple[object, ...]], r: RetentionSet
 def test_the_timescaledb_migration_against_the_documented_rules(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         caggs = run_migration(conn)
-        assert set(caggs) == {"aggregates_15m", "aggregates_1h", "aggregates_1d"}
-        widths = {v: conn.execute("SELECT %s::interval", (w,)).fetchone() for v, w in caggs.items()}
+        assert caggs == {
+            "aggregates_15m": ("15 minutes", None),  # the UTC grid is every zone's
+            "aggregates_1h": ("1 hour", ZONE),
+            "aggregates_1d": ("1 day", ZONE),
+        }
+        widths = {
+            v: conn.execute("SELECT %s::interval", (w,)).fetchone() for v, (w, _) in caggs.items()
+        }
         assert widths == {v: (b,) for v, b, _ in m.CONTINUOUS_AGGREGATES}, (
             "migrate.CONTINUOUS_AGGREGATES names the views and buckets the migration creates"
         )
@@ -556,6 +649,8 @@ WRONG = [
     "SELECT add_continuous_aggregate_policy('aggregates_1h', start_offset => INTERVAL "
     "'3 days', end_offset => INTERVAL '1 hour')",  # schedule_interval has no default
     "SELECT create_hypertable('rejects', by_range('ts'), chunk_time_interval => INTERVAL '1 day')",
+    "SELECT time_bucket(INTERVAL '1 day', now(), tz => 'Asia/Kolkata')",
+    "SELECT time_bucket(INTERVAL '1 day', now(), zone => 'Asia/Kolkata')",
 ]
 
 
@@ -577,3 +672,63 @@ def test_a_refresh_window_of_one_bucket_is_refused_by_the_stand_in(pg_dsn: str) 
                 "INTERVAL '2 days', end_offset => INTERVAL '1 day', "
                 "schedule_interval => INTERVAL '1 hour')"
             )
+
+
+def refresh_jobs(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    rows = conn.execute(
+        "SELECT relation::text FROM tsdb.jobs WHERE kind = 'refresh' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_0005_on_a_database_with_policies_then_the_policies_again(pg_dsn: str) -> None:
+    """As `gateway db migrate` upgrades a version-4 database: 0005 in its transaction
+    (dropping the views drops their refresh policies), then the policies, which must
+    apply cleanly to the new views."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        caggs = run_migration(conn, range(1, 5))
+        assert caggs["aggregates_1d"] == ("1 day", None), "0003: UTC buckets"
+        apply_policies(conn, RetentionSettings())
+        assert refresh_jobs(conn) == ["aggregates_15m", "aggregates_1d", "aggregates_1h"]
+        run_migration(conn, range(5, 6), caggs, zone="Europe/Berlin")
+        assert caggs == {
+            "aggregates_15m": ("15 minutes", None),
+            "aggregates_1h": ("1 hour", "Europe/Berlin"),
+            "aggregates_1d": ("1 day", "Europe/Berlin"),
+        }
+        assert refresh_jobs(conn) == ["aggregates_15m"], "dropped with their views"
+        apply_policies(conn, RetentionSettings())
+        assert refresh_jobs(conn) == ["aggregates_15m", "aggregates_1d", "aggregates_1h"]
+        granted = conn.execute(
+            "SELECT has_table_privilege('gateway_reader', 'aggregates_1d', 'SELECT'), "
+            "has_table_privilege('gateway_reader', 'rollup_settings', 'SELECT')"
+        ).fetchone()
+        assert granted == (True, True)
+        assert conn.execute("SELECT timezone FROM rollup_settings").fetchall() == [
+            ("Europe/Berlin",)
+        ]
+
+
+def test_the_new_views_bucket_local_days_and_hours(pg_dsn: str) -> None:
+    """The views' queries, run over minutes by the stand-in time_bucket (local
+    midnight, as documented: "the buckets are realigned to start at midnight in the
+    time zone you specify", api/latest/hyperfunctions/time_bucket)."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        run_migration(conn)
+        conn.execute(
+            "INSERT INTO aggregates_1m (stream, ts, count, min, max, mean, sum, last) "
+            "SELECT 1, t, 1, 1, 1, 1, 1, 1 FROM generate_series("
+            "timestamptz '2026-01-10 18:29+00', timestamptz '2026-01-11 18:30+00', "
+            "interval '1 minute') AS t"
+        )
+        for view in ("aggregates_1h", "aggregates_1d"):  # plain views in the stand-in
+            conn.execute(f"REFRESH MATERIALIZED VIEW {view}".encode())
+        conn.execute("SET TimeZone = 'UTC'")
+        days = conn.execute("SELECT bucket::text, count FROM aggregates_1d ORDER BY 1").fetchall()
+        hours = conn.execute("SELECT DISTINCT to_char(bucket, 'MI') FROM aggregates_1h")
+        assert hours.fetchall() == [("30",)]
+    assert days == [
+        ("2026-01-09 18:30:00+00", 1),
+        ("2026-01-10 18:30:00+00", 1440),
+        ("2026-01-11 18:30:00+00", 1),
+    ]
