@@ -294,14 +294,18 @@ class WaterAlerts:
         if lay.slot_role[slot] not in (wi.INFLOW, wi.OUTFLOW):
             return
         spans = self._suspect[int(lay.slot_dma[slot])]
-        # the profile bins and a burst followed from the fault hold it this long
-        after = max(2.0, self.settings.burst_track_hours) * 3600 * 1e9
         if kind == wi.EV_STUCK_ON:
             spans.append((t1, math.inf))
         elif kind == wi.EV_STUCK_OFF and spans and spans[-1][1] == math.inf:
+            # the jump off the stuck value looks like a burst, and is followed as one
+            # for up to burst_track_hours; the profile bins hold the stuck value as long
+            after = max(2.0, self.settings.burst_track_hours) * 3600 * 1e9
             spans[-1] = (spans[-1][0], t1 + after)
         elif kind == wi.EV_GAP:
-            spans.append((t1, t1 + after))
+            # a silence leaves no false step (the windows skip missing minutes), only
+            # burst windows that are not yet full of data from after it; a longer hold
+            # after every radio blip would blind the DMA to a real burst for hours
+            spans.append((t1, t1 + (wm.BURST_AFTER + wm.BURST_BEFORE) * NS_PER_MIN))
         del spans[:-8]
 
     def _transient(self, k: int, stream: str, *, onset: int, at: int, dev: float) -> list[Alert]:

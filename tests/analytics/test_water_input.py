@@ -189,3 +189,21 @@ def test_gap_of_hours_same_result_whatever_the_batch_size() -> None:
         results.append((latest, det.counters.tolist(), det._step.f.tolist()))
     assert results[0][0], "expected dropout alerts to compare"
     assert results[0] == results[1]
+
+
+def test_a_short_dropout_does_not_blind_the_dma_to_a_burst() -> None:
+    """A 10-minute silence of every meter (a radio blip, or a gateway restart) is a
+    dropout, and two hours later a 4 L/s burst is still caught within minutes."""
+    reg = StreamRegistry()
+    batch = dma_batch(reg, 9, seed=4)
+    t = batch.ts // NS
+    gap_at, burst_at = T0 + int(8.3 * 86_400), T0 + int(8.3 * 86_400) + 2 * 3600
+    keep = (t < gap_at) | (t >= gap_at + 600)
+    value = batch.value.copy()
+    flow = batch.stream == reg.id_of(FLOW)
+    value[flow & (t >= burst_at)] += 4.0
+    batch = ReadingBatch.of(batch.ts[keep], batch.stream[keep], value[keep])
+    alerts, _ = run(batch, reg)
+    assert [a.evidence["fault"] for a in final(alerts, "sensor_fault")] == ["dropout"] * 3
+    bursts = [a for a in final(alerts, "burst") if a.opened_at >= burst_at * NS]
+    assert bursts and bursts[0].opened_at - burst_at * NS <= 8 * 60 * NS
