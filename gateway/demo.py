@@ -253,6 +253,15 @@ class Demo:
         detectors = WaterDetectors(self.registry, dma_settings(a.dmas))
         prefix = f"demo{os.getpid()}"
         poll = a.poll_interval or 60.0 / a.speed
+        # the history and the database come first: the network's clock starts with the
+        # simulator, and a slow start would read as a dropout of every meter
+        began = time.monotonic()
+        history_alerts = learn_history(detectors, sim_settings)
+        self.say(
+            f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
+            f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
+        )
+        sink, where = await self.open_sink()
         async with WaterNetworkSim(sim_settings) as sim:
             meters = ModbusSource(
                 modbus_settings(sim, poll, a.rtu),
@@ -268,12 +277,6 @@ class Demo:
                 + (", ".join(f"{x.kind} {x.rate_lps:g} L/s in DMA {x.dma} at "
                              f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
             )  # fmt: skip
-            began = time.monotonic()
-            history_alerts = learn_history(detectors, sim_settings)
-            self.say(
-                f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
-                f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
-            )
             stages: list[Stage] = [detectors]
             fleet = None
             if a.buses:
@@ -287,7 +290,6 @@ class Demo:
             view = FleetView()
             printer = AlertPrinter(self.out)
             stages += [view, printer]
-            sink, where = await self.open_sink()
             with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
                 outbox = Outbox.open(Path(tmp) / "outbox.sqlite", OutboxSettings(directory=tmp))
                 runtime = Runtime(
