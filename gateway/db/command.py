@@ -7,15 +7,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 
 from gateway.db.migrate import MigrationError, ensure_database, migrate
 from gateway.db.settings import PostgresSettings, RetentionSettings
+from gateway.settings import load_settings
+
+_RETENTION_FLAGS = (
+    "readings_days",
+    "positions_days",
+    "aggregates_days",
+    "rejects_days",
+    "events_days",
+    "compress_after_days",
+)
 
 EXAMPLES = """\
 examples:
   gateway db migrate --dsn postgresql://postgres@127.0.0.1:5432/gateway
+  gateway db migrate -c /etc/gateway/gateway.toml --create
   gateway db migrate --dsn postgresql://postgres@127.0.0.1/gateway --create
   gateway db migrate --dsn 'postgresql://admin@db.example/gateway?sslmode=verify-full' \\
       --password-env GATEWAY_DB_PASSWORD --mode timescaledb --readings-days 60
@@ -56,51 +68,48 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mig.add_argument(
         "--mode",
         choices=["auto", "timescaledb", "postgres"],
-        default="auto",
         help="auto: TimescaleDB when the server has it (default)",
     )
     mig.add_argument("--create", action="store_true", help="create the database if missing")
+    mig.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="take [postgres] (dsn, password, mode, retention, rollup_timezone) from this "
+        "gateway config; the options given here override it",
+    )
     defaults = RetentionSettings()
     for field in ("readings", "positions", "aggregates", "rejects", "events"):
+        default = getattr(defaults, f"{field}_days")
         mig.add_argument(
             f"--{field}-days",
             type=int,
-            default=getattr(defaults, f"{field}_days"),
-            help=f"retention of {field} in days, 0 keeps them (default %(default)s)",
+            help=f"retention of {field} in days, 0 keeps them (default {default})",
         )
-    mig.add_argument("--compress-after-days", type=int, default=defaults.compress_after_days)
+    mig.add_argument(
+        "--compress-after-days",
+        type=int,
+        help="TimescaleDB: compress chunks older than this many days "
+        f"(default {defaults.compress_after_days})",
+    )
     mig.add_argument(
         "--rollup-timezone",
-        default=PostgresSettings().rollup_timezone,
         metavar="ZONE",
         help="IANA time zone of the local days and hours of the 1 h / 1 d rollups; fixed "
-        "when first applied, a later run with another zone is refused (default %(default)s)",
+        "when first applied, a later run with another zone is refused "
+        f"(default {PostgresSettings().rollup_timezone})",
     )
     mig.set_defaults(func=run_migrate)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    if not args.dsn:
-        print("gateway db migrate: give --dsn or set GATEWAY_DSN", file=sys.stderr)
-        return 2
     try:
-        settings = PostgresSettings(
-            dsn=args.dsn,
-            password_env=args.password_env,
-            password_file=args.password_file,
-            mode=args.mode,
-            rollup_timezone=args.rollup_timezone,
-            retention=RetentionSettings(
-                readings_days=args.readings_days,
-                positions_days=args.positions_days,
-                aggregates_days=args.aggregates_days,
-                rejects_days=args.rejects_days,
-                events_days=args.events_days,
-                compress_after_days=args.compress_after_days,
-            ),
-        )
+        settings = _settings(args)
+        if settings is None:
+            print("gateway db migrate: give --dsn, set GATEWAY_DSN, or -c CONFIG", file=sys.stderr)
+            return 2
         conninfo = settings.conninfo()
-    except ValueError as err:  # a bad DSN or setting, or an unreadable password (ConfigError)
+    except ValueError as err:  # a bad file, DSN or setting, or an unreadable password
         print(f"gateway db migrate: {err}", file=sys.stderr)
         return 2
     run = ensure_database if args.create else migrate
@@ -118,3 +127,24 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 1
     print(report.describe())
     return 0
+
+
+def _settings(args: argparse.Namespace) -> PostgresSettings | None:
+    """[postgres] of the config file when given, with the flags given on top."""
+    if args.config:
+        base = load_settings(args.config).postgres
+    elif args.dsn:
+        base = PostgresSettings(dsn=args.dsn)
+    else:
+        return None
+    given = {
+        name: getattr(args, name)
+        for name in ("dsn", "password_env", "password_file", "mode", "rollup_timezone")
+        if getattr(args, name) is not None
+    }
+    retention = {
+        name: getattr(args, name) for name in _RETENTION_FLAGS if getattr(args, name) is not None
+    }
+    return dataclasses.replace(
+        base, **given, retention=dataclasses.replace(base.retention, **retention)
+    )

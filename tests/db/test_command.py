@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,30 @@ def test_the_rollup_zone_is_fixed_at_the_first_migrate(
     assert "not Asia/Kolkata" in err and "--rollup-timezone Europe/Berlin" in err
     assert run("db", "migrate", "--dsn", pg_dsn, "--rollup-timezone", "IST") == 2
     assert "rollup_timezone 'IST'" in capsys.readouterr().err
+
+
+def test_the_config_file_gives_the_postgres_settings_and_flags_override_it(
+    pg_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[postgres]\ndsn = "{pg_dsn}"\nrollup_timezone = "Europe/Berlin"\n'
+        "[postgres.retention]\nreadings_days = 45\n"
+    )
+    assert run("db", "migrate", "-c", str(config)) == 0
+    assert "local time of Europe/Berlin" in capsys.readouterr().out
+    # the same zone comes from the file, so this is a no-op, with a flag on top
+    assert run("db", "migrate", "-c", str(config), "--readings-days", "60") == 0
+    assert "up to date" in capsys.readouterr().out
+    assert run("db", "migrate", "-c", str(config), "--rollup-timezone", "Asia/Kolkata") == 1
+    assert "--rollup-timezone Europe/Berlin" in capsys.readouterr().err
+    config.write_text("[postgres]\nrollup_timezone = 7\n")
+    assert run("db", "migrate", "-c", str(config)) == 2
+    assert "rollup_timezone" in capsys.readouterr().err
+
+    monkeypatch.delenv("GATEWAY_DSN", raising=False)
+    assert run("db", "migrate") == 2
+    assert "-c CONFIG" in capsys.readouterr().err
