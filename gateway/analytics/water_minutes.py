@@ -484,7 +484,8 @@ def step_minutes(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):  # type: ignore[no-untyped-def]
-    """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes."""
+    """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes.
+    `level` is the flow expected now (NaN before the profile is learned)."""
     after, na = _window_mean(rr[d], m, 0, BURST_AFTER - 1)
     before, nb = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
     lead, nl = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + 4)
@@ -503,14 +504,14 @@ def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):
     thr = max(p[Q_BURST_K] * sigma, p[Q_BURST_FRAC] * f[d, F_QMEAN], p[Q_BURST_LPS])
     if i[d, I_BURST_ON] == 1:
         # follow an open burst until the flow returns or it is old enough to be a leak
-        level = (after - f[d, F_BREF]) / f[d, F_BSTEP] if na >= 3 else np.nan
+        flevel = (after - f[d, F_BREF]) / f[d, F_BSTEP] if na >= 3 else np.nan
         plevel = np.nan
         j = i[d, I_BPOINT]
         if f[d, F_BPSTEP] > 0:
             ring = pr[d, j] - pp[d, j] if i[d, I_BPRES] == 1 else pr[d, j]
             pa, npa = _window_mean(ring, m, 0, BURST_AFTER - 1)
             plevel = (f[d, F_BPREF] - pa) / f[d, F_BPSTEP] if npa >= 3 else np.nan
-        lv = max(level if np.isfinite(level) else 0.0, plevel if np.isfinite(plevel) else 0.0)
+        lv = max(flevel if np.isfinite(flevel) else 0.0, plevel if np.isfinite(plevel) else 0.0)
         if lv < 0.5 or m - i[d, I_BURST_START] // NS_PER_MIN > p[Q_BURST_TRACK_MIN]:
             i[d, I_BURST_ON] = 0
         else:
