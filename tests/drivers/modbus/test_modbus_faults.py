@@ -153,7 +153,7 @@ async def test_serial_port_that_disappears(
 async def test_a_late_reply_is_dropped_not_taken_for_the_next_request(
     collector: Any, run_source: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The inlet answers 0.1 s after its timeout. RTU frames carry no transaction id,
+    """The inlet answers 0.15 s after its timeout. RTU frames carry no transaction id,
     so without the guard that reply would be taken as the answer to the retry (or to
     the next request, whatever registers it asked for) and the meter would flap
     between up and down. With it, the meter is plainly too slow, and its neighbour
@@ -161,9 +161,11 @@ async def test_a_late_reply_is_dropped_not_taken_for_the_next_request(
     fault = FaultSpec("dma-01/inlet", "slow", delay_s=0.35)
     settings = WaterSimSettings(model=ModelSettings(dmas=1), faults=(fault,), tcp=False, rtu=True)
     async with WaterNetworkSim(settings) as sim:
-        modbus = sim.modbus_settings(interval=0.2, timeout=0.25, retries=1, rtu=True)
+        modbus = sim.modbus_settings(interval=0.2, timeout=0.2, retries=1, rtu=True)
         assert modbus.lines[0].late_reply_guard == 0.2  # the default
-        modbus = dataclasses.replace(modbus, backoff_initial=0.2, backoff_max=0.4)
+        # margins of 0.15 s either side of the reply, for a loaded machine
+        lines = tuple(dataclasses.replace(x, late_reply_guard=0.35) for x in modbus.lines)
+        modbus = dataclasses.replace(modbus, lines=lines, backoff_initial=0.2, backoff_max=0.4)
         registry = StreamRegistry()
         with caplog.at_level(logging.INFO, logger="gateway.modbus"):
             await run_source(ModbusSource(modbus, registry), 4.0, collector)
