@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -225,3 +227,21 @@ def read_secret(env: str | None, file: str | None, *, what: str) -> str | None:
                 file, "", f"cannot read the {what}: {err.strerror}; check the path and permissions"
             ) from err
     return None
+
+
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*$")
+
+
+def check_timezone(name: str, key: str = "timezone") -> str:
+    """`name` if it is an IANA zone name ("Asia/Kolkata", "Europe/Berlin"), else
+    ValueError naming `key`. Offsets and aliases ("+05:30", "localtime") are
+    refused: only a zone name carries the daylight-saving rules."""
+    if not _ZONE_NAME.match(name) or name in ("localtime", "posixrules"):
+        raise ValueError(f'{key} {name!r} is not a time zone name, e.g. "Asia/Kolkata"')
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(
+            f'unknown {key} {name!r}; give an IANA zone name, e.g. "Asia/Kolkata"'
+        ) from err
+    return name

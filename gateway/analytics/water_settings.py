@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zoneinfo
 
 import numpy as np
 
 from gateway.analytics import water_ingest as wi
 from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import LifecycleSettings
+from gateway.config import check_timezone
 from gateway.streams import split_stream_name
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -192,10 +192,7 @@ class WaterSettings:
     alerts: LifecycleSettings = dataclasses.field(default_factory=LifecycleSettings)
 
     def __post_init__(self) -> None:
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f'unknown timezone {self.timezone!r}, e.g. "Asia/Kolkata"') from err
+        check_timezone(self.timezone)
         start = _minutes(self.night_start, "night_start")
         end = _minutes(self.night_end, "night_end")
         if end <= start:

@@ -30,13 +30,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway.db.settings import (
-    DEFAULT_RETENTION,
-    DEFAULT_ROLLUP_TIMEZONE,
-    Mode,
-    RetentionSettings,
-    check_timezone,
-)
+from gateway.config import check_timezone
+from gateway.db.settings import DEFAULT_RETENTION, DEFAULT_ROLLUP_TIMEZONE, Mode, RetentionSettings
 from gateway.logs import get_logger
 
 log = get_logger("gateway.db")
@@ -242,7 +237,7 @@ async def migrate(
     1 h / 1 d rollups when migration 0005 runs; a database migrated with
     another zone is refused with a MigrationError."""
     try:
-        check_timezone(rollup_timezone)
+        check_timezone(rollup_timezone, "rollup_timezone")
     except ValueError as err:
         raise MigrationError(str(err)) from err
     try:
@@ -274,10 +269,11 @@ async def _migrate_locked(
     # built first: settings the policies cannot honour fail before anything changes
     policies = timescaledb_policies(retention) if mode == "timescaledb" else []
     params = {"rollup_timezone": rollup_timezone}
-    pending = [m for m in plan(mode) if m.version not in done]
-    await _check_rollup_timezone(conn, rollup_timezone, needed=any(m.params for m in pending))
+    steps = plan(mode)
+    pending = any(m.params for m in steps if m.version not in done)
+    await _check_rollup_timezone(conn, rollup_timezone, needed=pending)
     applied: list[str] = []
-    for m in plan(mode):
+    for m in steps:
         if m.version in done:
             _, _, checksum = done[m.version]
             if checksum != m.checksum:
@@ -306,7 +302,7 @@ async def _migrate_locked(
                     await conn.execute(statement.encode())
                 except psycopg.Error as err:
                     raise MigrationError(f"policy failed: {statement}: {err}") from err
-    current = max([m.version for m in plan(mode)], default=0)
+    current = max([m.version for m in steps], default=0)
     notes: list[str] = []
     if mode == "timescaledb" and any(a.startswith("0005_") for a in applied):
         notes.append(

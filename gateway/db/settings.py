@@ -8,35 +8,17 @@ variable and `password_file` a file holding it. TLS is set in the DSN, e.g.
 from __future__ import annotations
 
 import dataclasses
-import re
-import zoneinfo
 from typing import Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway.config import read_secret
+from gateway.config import check_timezone, read_secret
 
 Mode = Literal["auto", "timescaledb", "postgres"]
 
 # Local days and hours of the 1 h / 1 d rollups (migration 0005).
 DEFAULT_ROLLUP_TIMEZONE = "Asia/Kolkata"
-_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*$")
-
-
-def check_timezone(name: str) -> str:
-    """`name` if it is an IANA zone name ("Asia/Kolkata", "Europe/Berlin"), else
-    ValueError. Abbreviations and offsets ("IST", "+05:30") are refused: only
-    a zone name carries the daylight-saving rules."""
-    if not _ZONE_NAME.match(name) or name in ("localtime", "posixrules"):
-        raise ValueError(f'rollup_timezone {name!r} is not a time zone name, e.g. "Asia/Kolkata"')
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-        raise ValueError(
-            f'unknown rollup_timezone {name!r}; give an IANA zone name, e.g. "Asia/Kolkata"'
-        ) from err
-    return name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +82,7 @@ class PostgresSettings:
     )
 
     def __post_init__(self) -> None:
-        check_timezone(self.rollup_timezone)
+        check_timezone(self.rollup_timezone, "rollup_timezone")
         try:
             params = conninfo_to_dict(self.dsn)
         except psycopg.ProgrammingError as err:
