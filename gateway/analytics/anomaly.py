@@ -311,7 +311,7 @@ def anomaly_scores(  # noqa: PLR0917 - numba has no keyword-only arguments
                 _gap_reset(st, s, warmup, rewarm)
             elif typical == 0.0:
                 st[s, _DT] = dt
-            elif dt != typical or dt < 0.0:  # a no-op for dt == typical > 0: skipped
+            elif dt != typical:  # at dt == typical the update is a no-op
                 # Clipped, so one long gap does not redefine "typical".
                 st[s, _DT] = typical + 0.01 * (min(dt, 10.0 * typical) - typical)
             last_ts[s] = t

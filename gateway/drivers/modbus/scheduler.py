@@ -18,8 +18,8 @@ costs its neighbours one timeout per backoff period instead of one per poll.
          late_reply_guard=0.0, backoff_initial=2.0, backoff_max=60.0, on_result)
 
 On a serial line a timed-out device may still answer. RTU frames carry no
-transaction id, so its late reply would be taken for the answer to the next
-request (the retry, or other registers), so after a timeout the lane keeps
+transaction id, and its late reply would be taken for the answer to the next
+request (the retry, or other registers): after a timeout the lane keeps
 listening for `late_reply_guard` seconds and drops what arrives.
 """
 
