@@ -92,15 +92,15 @@ async def run(args: argparse.Namespace) -> None:
     try:
         await migrate(dsn)
         settings = OutboxSettings(directory=str(root), live_window_s=args.live_window)
-        outbox = Outbox.open(settings.path_for("postgres"), settings)
+        registry = StreamRegistry()
+        for s in range(STREAMS):
+            registry.register(f"dma-{s // 10:02d}/pz-{s % 10}/pressure_m", "m", "pressure")
+        outbox = Outbox.open(settings.path_for("postgres"), registry, settings)
         filled = time.perf_counter()
         for k in range(backlog_seconds):
             await outbox.put(second(k, args.rate))
         filled = time.perf_counter() - filled
         await asyncio.sleep(args.live_window + 0.1)  # the backlog is now older than live
-        registry = StreamRegistry()
-        for s in range(STREAMS):
-            registry.register(f"dma-{s // 10:02d}/pz-{s % 10}/pressure_m", "m", "pressure")
         sink = TimedSink(dsn, registry, "bench", backlog_end=backlog_seconds)
         runtime = Runtime(
             [LiveSource(backlog_seconds, args.rate)],

@@ -34,6 +34,7 @@ from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.pipeline.outbox import Outbox, OutboxSettings
 from gateway.pipeline.outbox_codec import encode_parts
+from gateway.streams import StreamRegistry
 
 
 def bundle(rows: int, start: int) -> Bundle:
@@ -41,8 +42,15 @@ def bundle(rows: int, start: int) -> Bundle:
     return Bundle(readings=ReadingBatch.of(i * NS_PER_S, i % 50, i * 0.1))
 
 
+def streams() -> StreamRegistry:
+    registry = StreamRegistry()
+    for s in range(50):
+        registry.register(f"dma-{s // 10:02d}/pz-{s % 10}/pressure_m", "m", "pressure")
+    return registry
+
+
 async def outbox_sequential(path: Path, rows: int, seconds: float) -> tuple[int, float]:
-    box = Outbox.open(path, OutboxSettings(disk_quota_bytes=64 * 1024**3))
+    box = Outbox.open(path, streams(), OutboxSettings(disk_quota_bytes=64 * 1024**3))
     n = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -56,7 +64,7 @@ async def outbox_sequential(path: Path, rows: int, seconds: float) -> tuple[int,
 async def outbox_concurrent(
     path: Path, rows: int, seconds: float, producers: int
 ) -> tuple[int, float]:
-    box = Outbox.open(path, OutboxSettings(disk_quota_bytes=64 * 1024**3))
+    box = Outbox.open(path, streams(), OutboxSettings(disk_quota_bytes=64 * 1024**3))
     counts = [0] * producers
     started = time.perf_counter()
 

@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
     # the MQTT feed is live-only (its alerts are stored by the database sinks too),
     # so it gets a queue in memory; the database sinks each get a durable outbox
     stored = [s.name for s in sinks if not isinstance(s, MqttSink)]
-    boxes: dict[str, Outbox] = open_outboxes(stored, settings.outbox) if p.durable else {}
+    boxes: dict[str, Outbox] = open_outboxes(stored, settings.outbox, registry) if p.durable else {}
 
     def queue_for(sink: Sink) -> PipelineQueue:
         box = boxes.get(sink.name)

@@ -291,7 +291,9 @@ class Demo:
             printer = AlertPrinter(self.out)
             stages += [view, printer]
             with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
-                outbox = Outbox.open(Path(tmp) / "outbox.sqlite", OutboxSettings(directory=tmp))
+                outbox = Outbox.open(
+                    Path(tmp) / "outbox.sqlite", self.registry, OutboxSettings(directory=tmp)
+                )
                 runtime = Runtime(
                     sources,
                     [sink],

@@ -4,16 +4,21 @@
     Source.run(emit) --+--> stages (analytics) --emit--> +--> Delivery --> Sink (SQLite, MQTT...)
     Source.run(emit) --+        (in order)               one BundleQueue per sink
 
-Each source runs under a supervisor that restarts it with backoff when it
-fails, while the others keep running. On stop (SIGTERM, SIGINT or the stop
-event) the sources are cancelled, the queues are closed and drained into the
-sinks, the sinks are closed, and `run` returns.
+Each source and each delivery runs under the one supervisor, which restarts it
+with backoff when it fails, while the others keep running. A delivery whose
+write raised (a bug, not an outage) first tells its queue, which retries the
+bundle and sets it aside after a few failures, so nothing blocks behind it.
+On stop (SIGTERM, SIGINT or the stop event) the sources are cancelled, the
+queues are closed and drained into the sinks, the sinks are closed, and `run`
+returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -59,7 +64,7 @@ class RuntimeSettings:
 
 
 @dataclasses.dataclass(slots=True)
-class SourceStats:
+class TaskStats:
     restarts: int = 0
     last_error: str = ""
 
@@ -93,7 +98,8 @@ class Runtime:
             )
             for sink in sinks
         ]
-        self.source_stats = {s.name: SourceStats() for s in sources}
+        self.source_stats = {s.name: TaskStats() for s in sources}
+        self.delivery_stats = {d.sink.name: TaskStats() for d in self.deliveries}
         self.rows_emitted = 0
 
     def measurements(self) -> Iterator[Measurement]:
@@ -109,7 +115,14 @@ class Runtime:
                 (("source", name),),
             )
         for d in self.deliveries:
+            restarts = self.delivery_stats[d.sink.name].restarts
             figures: tuple[tuple[str, float, str, Literal["counter", "gauge"]], ...] = (
+                (
+                    "delivery_restarts_total",
+                    restarts,
+                    "times a delivery failed with an error that was not an outage",
+                    "counter",
+                ),
                 ("sink_up", float(d.stats.up), "1 while the sink takes writes", "gauge"),
                 ("sink_rows_written_total", d.stats.rows_written, "rows confirmed", "counter"),
                 ("sink_write_failures_total", d.stats.write_failures, "failed writes", "counter"),
@@ -142,11 +155,28 @@ class Runtime:
             sources=",".join(s.name for s in self.sources),
             sinks=",".join(s.name for s in self.sinks),
         )
+        stopping = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             for delivery in self.deliveries:
-                tg.create_task(delivery.run(), name=f"delivery:{delivery.sink.name}")
+                tg.create_task(
+                    self._supervise(
+                        f"delivery:{delivery.sink.name}",
+                        delivery.run,
+                        self.delivery_stats[delivery.sink.name],
+                        on_failure=delivery.recover,
+                        wake=stopping,
+                    ),
+                    name=f"delivery:{delivery.sink.name}",
+                )
             supervised = [
-                tg.create_task(self._supervise(source), name=f"source:{source.name}")
+                tg.create_task(
+                    self._supervise(
+                        f"source:{source.name}",
+                        functools.partial(source.run, self.emit),
+                        self.source_stats[source.name],
+                    ),
+                    name=f"source:{source.name}",
+                )
                 for source in self.sources
             ]
             await stop.wait()
@@ -154,6 +184,7 @@ class Runtime:
             for task in supervised:
                 task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
+            stopping.set()
             for delivery in self.deliveries:
                 delivery.stop(self.settings.drain_timeout)
                 await delivery.queue.close()
@@ -165,16 +196,25 @@ class Runtime:
             rows_abandoned=sum(d.stats.rows_abandoned for d in self.deliveries),
         )
 
-    async def _supervise(self, source: Source) -> None:
-        stats = self.source_stats[source.name]
+    async def _supervise(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        stats: TaskStats,
+        *,
+        on_failure: Callable[[Exception], Awaitable[None]] | None = None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Run `run` until it returns, restarting it with backoff when it raises.
+        `on_failure` settles what the failed run held; `wake` cuts a backoff short."""
         attempt = 0
         while True:
             started = time.monotonic()
             try:
-                await source.run(self.emit)
+                await run()
             except QueueClosed:
                 return
-            except Exception as err:  # the one supervisor: one failed source must not stop the rest
+            except Exception as err:  # the one supervisor: one failed part must not stop the rest
                 if time.monotonic() - started >= self.settings.healthy_after:
                     attempt = 0
                 delay = self.settings.restart_backoff.delay(attempt)
@@ -182,16 +222,27 @@ class Runtime:
                 stats.restarts += 1
                 stats.last_error = f"{type(err).__name__}: {err}"
                 log.error(
-                    "source.failed",
-                    source=source.name,
+                    "task.failed",
+                    task=name,
                     error=stats.last_error,
                     restart_in_s=round(delay, 2),
                     exc_info=True,
                 )
-                await asyncio.sleep(delay)
+                if on_failure is not None:
+                    await on_failure(err)
+                await _sleep(delay, wake)
             else:
-                log.info("source.finished", source=source.name)
+                log.info("task.finished", task=name)
                 return
+
+
+async def _sleep(delay: float, wake: asyncio.Event | None) -> None:
+    if wake is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

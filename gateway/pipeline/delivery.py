@@ -81,7 +81,10 @@ class Delivery:
             bundle = await self.queue.take(self.max_rows, self.max_wait)
             if bundle is None:
                 return
-            if await self._attempt(bundle):
+            written = await self._attempt(bundle)
+            if written is None:
+                continue
+            if written:
                 await self.queue.confirm()
                 attempt = 0
                 continue
@@ -114,8 +117,18 @@ class Delivery:
                 reason="shutdown deadline passed; the outbox keeps them for the next start",
             )
 
-    async def _attempt(self, bundle: Bundle) -> bool:
-        """One write. True when the bundle is done with (written or refused for good)."""
+    async def recover(self, err: Exception) -> None:
+        """The supervisor's hook after a write raised `err`: the queue retries the
+        bundle, then sets it aside, so the next run does not block behind it."""
+        self.stats.write_failures += 1
+        self.stats.last_error = f"{type(err).__name__}: {err}"
+        await self.queue.fail(
+            f"{self.sink.name} write failed: {self.stats.last_error}", final=False
+        )
+
+    async def _attempt(self, bundle: Bundle) -> bool | None:
+        """One write: True once written, False when the sink is down (the bundle
+        is to be released), None when the queue has already settled it."""
         started = time.perf_counter()
         try:
             await self.sink.write(bundle)
@@ -129,7 +142,8 @@ class Delivery:
         except SinkRejected as err:
             self.stats.rows_rejected += len(bundle)
             log.error("sink.rejected", sink=self.sink.name, rows=len(bundle), error=str(err))
-            return True
+            await self.queue.fail(f"refused by {self.sink.name}: {err}", final=True)
+            return None
         self.stats.last_write_s = time.perf_counter() - started
         self.stats.rows_written += len(bundle)
         self.stats.bundles_written += 1

@@ -27,6 +27,17 @@ Live first: entries younger than `live_window_s` go out before older ones, so
 after an outage the PIS and the control room see now, not an hour ago; the
 backlog drains oldest-first behind them, at most `backlog_rows_per_s`.
 
+Stream and vehicle ids in the stored bodies are the file's own, with their
+names in the same file (`outbox_names.py`), so an entry decodes to the same
+streams and vehicles in the next process, whatever order that one registers
+them in.
+
+An entry the sink refuses for good, or whose write keeps failing with an
+error that is not an outage, is moved to the `dead_letters` table with its
+reason, so the queue does not block behind it; `gateway outbox stats` and
+/metrics count them. A failed write of several entries at once is retried
+one entry at a time first, so only the bad one is set aside.
+
 Every body carries a CRC32. A file that is not a readable SQLite database, or
 fails its integrity check, is refused at start with a message that says how to
 recover what is intact (`gateway outbox recover`); it is never silently emptied.
@@ -51,13 +62,21 @@ from gateway.bundle import Bundle
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.pipeline.outbox_codec import EntryClass, decode_body, encode_parts
+from gateway.pipeline.outbox_names import NAMES_SCHEMA, OutboxNames, Row, insert_names
 from gateway.pipeline.queue import QueueClosed
+from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.outbox")
 
-FORMAT_VERSION = 1
+# 2: stream and vehicle ids are the file's own, named in stream_names and vehicle_names.
+# 1 stored the writing process's ids, which no other process can read.
+FORMAT_VERSION = 2
 
-SCHEMA = """
+# a write that fails this many times with an error that is not an outage is set aside
+MAX_ATTEMPTS = 3
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS entries (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,      -- unix seconds when it was accepted
@@ -69,9 +88,31 @@ CREATE TABLE IF NOT EXISTS entries (
     body    BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq     INTEGER PRIMARY KEY,
+    created REAL NOT NULL,
+    class   INTEGER NOT NULL,
+    rows    INTEGER NOT NULL,
+    ts_min  INTEGER,
+    ts_max  INTEGER,
+    crc     INTEGER NOT NULL,
+    body    BLOB NOT NULL,
+    failed  REAL NOT NULL,      -- unix seconds when it was set aside
+    reason  TEXT NOT NULL
+);
 """
+    + NAMES_SCHEMA
+)
 
-_COUNTERS = ("format", "shed_rows", "shed_entries", "corrupt_entries", "accepted_rows")
+_COUNTERS = (
+    "format",
+    "shed_rows",
+    "shed_entries",
+    "corrupt_entries",
+    "accepted_rows",
+    "dead_entries",
+    "dead_rows",
+)
 
 
 class OutboxError(RuntimeError):
@@ -127,6 +168,8 @@ class OutboxStats:
     shed_entries: int
     corrupt_entries: int
     accepted_rows: int
+    dead_entries: int  # set aside: the sink refused them, or their write kept failing
+    dead_rows: int
 
 
 @dataclasses.dataclass(slots=True)
@@ -135,6 +178,7 @@ class _Entry:
     cls: EntryClass
     rows: int
     nbytes: int
+    failures: int = 0  # failed writes that were not an outage; such an entry goes alone
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -164,13 +208,27 @@ def _check(path: Path) -> sqlite3.Connection:
         row = db.execute("SELECT value FROM counters WHERE name = 'format'").fetchone()
     except sqlite3.DatabaseError as err:
         raise OutboxCorrupt(f"outbox {path} is not readable ({err}); {remedy}") from err
-    if row is None:
-        db.execute("INSERT INTO counters VALUES ('format', ?)", (FORMAT_VERSION,))
+    (entries, rows) = db.execute("SELECT count(*), coalesce(sum(rows), 0) FROM entries").fetchone()
+    if row is None or (row[0] == 1 and not entries):
+        # new, or an old format with nothing in it to misread
+        db.execute(
+            "INSERT INTO counters VALUES ('format', ?) ON CONFLICT(name) DO UPDATE "
+            "SET value = excluded.value",
+            (FORMAT_VERSION,),
+        )
     elif row[0] != FORMAT_VERSION:
         db.close()
+        why = (
+            "its entries name streams and vehicles by ids that only the process that wrote "
+            "them could read, so they are not guessed at"
+            if row[0] == 1
+            else "it was written by a newer gateway"
+        )
         raise OutboxError(
-            f"outbox {path} has format {row[0]}, this gateway reads {FORMAT_VERSION}; "
-            "drain it with the gateway version that wrote it"
+            f"outbox {path} has format {row[0]} and holds {entries} entries ({rows} rows); this "
+            f"gateway reads format {FORMAT_VERSION}, and {why}. To keep them, run the gateway "
+            f"version that wrote the file until `gateway outbox stats {path}` shows 0 entries, "
+            "then start this one; or move the file aside to start with an empty outbox"
         )
     return db
 
@@ -184,10 +242,17 @@ class Outbox:
 
     durable = True
 
-    def __init__(self, path: str | Path, settings: OutboxSettings, db: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        settings: OutboxSettings,
+        db: sqlite3.Connection,
+        registry: StreamRegistry,
+    ) -> None:
         self.path = Path(path)
         self.settings = settings
         self._db = db
+        self._names = OutboxNames(registry)
         self._index: OrderedDict[int, _Entry] = OrderedDict()
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._stored = 0
@@ -209,14 +274,21 @@ class Outbox:
         self._load()
 
     @classmethod
-    def open(cls, path: str | Path, settings: OutboxSettings = DEFAULT_SETTINGS) -> Outbox:
-        """Open (or create) the outbox at `path`; raise OutboxCorrupt for a damaged file."""
+    def open(
+        cls,
+        path: str | Path,
+        registry: StreamRegistry,
+        settings: OutboxSettings = DEFAULT_SETTINGS,
+    ) -> Outbox:
+        """Open (or create) the outbox at `path`; raise OutboxCorrupt for a damaged file.
+
+        Bundles put and taken carry ids of `registry`, the process's own."""
         p = Path(path)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutboxError(f"cannot create {p.parent}: {err.strerror}") from err
-        outbox = cls(p, settings, _check(p))
+        outbox = cls(p, settings, _check(p), registry)
         if len(outbox._index):
             log.info(
                 "outbox.resumed",
@@ -236,6 +308,7 @@ class Outbox:
             self._rows += rows
         for name, value in self._db.execute("SELECT name, value FROM counters"):
             self._counters[name] = int(value)
+        self._names.load(self._db)
 
     # the loop objects are made on first use: no loop is needed to open a file
     @property
@@ -272,7 +345,7 @@ class Outbox:
         """Store `bundle`; returns once it is committed to disk (fsync'd)."""
         if self._closed:
             raise QueueClosed("the pipeline is shutting down")
-        parts = encode_parts(bundle)
+        parts = encode_parts(self._names.to_file(bundle))
         if not parts:
             return
         size = sum(len(p[4]) for p in parts)
@@ -297,9 +370,10 @@ class Outbox:
         while self._pending:
             batch, self._pending = self._pending, []
             parts = [p for entry_parts, _ in batch for p in entry_parts]
+            names = self._names.unwritten()
             try:
                 async with self._lock:
-                    added, shed = await asyncio.to_thread(self._insert, parts)
+                    added, shed = await asyncio.to_thread(self._insert, parts, names)
             except (sqlite3.Error, OSError) as err:
                 error = OutboxError(f"cannot write the outbox {self.path}: {err}")
                 log.error("outbox.write_failed", path=str(self.path), error=str(err))
@@ -310,6 +384,7 @@ class Outbox:
                     self._pending_bytes -= sum(len(p[4]) for p in parts)
                     self._cond.notify_all()
                 continue
+            self._names.written(names)
             async with self._cond:
                 for seq, entry in added:
                     self._index[seq] = entry
@@ -326,14 +401,18 @@ class Outbox:
                     fut.set_result(None)
 
     def _insert(
-        self, parts: list[tuple[EntryClass, int, int | None, int | None, bytes]]
+        self,
+        parts: list[tuple[EntryClass, int, int | None, int | None, bytes]],
+        names: list[tuple[str, int, Row]],
     ) -> tuple[list[tuple[int, _Entry]], list[int]]:
-        """One transaction: the new entries, then shedding if over quota. Worker thread."""
+        """One transaction: new names, the new entries, then shedding if over quota.
+        Worker thread."""
         db = self._db
         now = time.time()
         added: list[tuple[int, _Entry]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
+            insert_names(db, names)
             for cls, rows, ts_min, ts_max, body in parts:
                 cur = db.execute(
                     "INSERT INTO entries (created, class, rows, ts_min, ts_max, crc, body) "
@@ -454,7 +533,7 @@ class Outbox:
         if not bodies:
             self._leased = []
             return Bundle()
-        return Bundle.merge(bodies)
+        return self._names.to_local(Bundle.merge(bodies))
 
     async def _gather(self, max_rows: int, deadline: float) -> None:
         """Wait until `max_rows` rows are stored or `deadline` passes."""
@@ -480,7 +559,8 @@ class Outbox:
         return first
 
     def _select(self, start: int, max_rows: int, stop: int | None = None) -> list[int]:
-        """Consecutive seqs from `start` (up to, not including, `stop`) within max_rows."""
+        """Consecutive seqs from `start` (up to, not including, `stop`) within max_rows.
+        An entry whose write failed goes alone, so a bad one is found and set aside."""
         seqs: list[int] = []
         rows = 0
         started = False
@@ -490,10 +570,12 @@ class Outbox:
             started = started or seq == start
             if not started:
                 continue
-            if seqs and rows + entry.rows > max_rows:
+            if seqs and (rows + entry.rows > max_rows or entry.failures):
                 break
             seqs.append(seq)
             rows += entry.rows
+            if entry.failures:
+                break
         return seqs
 
     def _backlog_wait(self, rows: int) -> float:
@@ -521,7 +603,10 @@ class Outbox:
             try:
                 if zlib.crc32(body) != crc:
                     raise ValueError("CRC mismatch")
-                out.append(decode_body(body))
+                bundle = decode_body(body)
+                if not self._names.known(bundle):
+                    raise ValueError("it names a stream or vehicle id the file does not list")
+                out.append(bundle)
             except (ValueError, TypeError, KeyError, msgspec.DecodeError) as err:
                 bad.append(seq)
                 log.error("outbox.corrupt_entry", path=str(self.path), seq=seq, error=str(err))
@@ -571,6 +656,65 @@ class Outbox:
         finally:
             db.execute("PRAGMA synchronous=FULL")
 
+    async def fail(self, reason: str, *, final: bool) -> None:
+        """The write of the taken bundle failed, and not because the sink is down.
+
+        `final` (the sink refused it for good) sets a lone entry aside at once;
+        otherwise after MAX_ATTEMPTS failures. Entries taken together are first
+        retried one at a time, so only the bad one is set aside."""
+        seqs = self._leased
+        self._leased = []
+        self._served_live = False
+        entries = [(s, self._index[s]) for s in seqs if s in self._index]
+        for _, entry in entries:
+            entry.failures += 1
+        dead = [
+            s
+            for s, entry in entries
+            if len(entries) == 1 and (final or entry.failures >= MAX_ATTEMPTS)
+        ]
+        if dead:
+            try:
+                async with self._lock:
+                    await asyncio.to_thread(self._set_aside, dead, reason)
+            except sqlite3.Error as err:
+                raise OutboxError(f"cannot update the outbox {self.path}: {err}") from err
+            rows = sum(self._index[s].rows for s in dead)
+            log.error(
+                "outbox.dead_letter",
+                path=str(self.path),
+                seq=dead[0],
+                rows=rows,
+                reason=reason,
+                remedy="kept in the dead_letters table; see `gateway outbox stats`",
+            )
+        async with self._cond:
+            for seq in dead:
+                gone = self._index.pop(seq)
+                self._stored -= gone.nbytes
+                self._rows -= gone.rows
+            self._cond.notify_all()
+
+    def _set_aside(self, seqs: list[int], reason: str) -> None:
+        db = self._db
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for seq in seqs:
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letters SELECT *, ?, ? FROM entries WHERE seq = ?",
+                    (now, reason, seq),
+                )
+                (rows,) = db.execute("SELECT rows FROM entries WHERE seq = ?", (seq,)).fetchone()
+                db.execute("DELETE FROM entries WHERE seq = ?", (seq,))
+                self._bump(db, "dead_entries", 1)
+                self._bump(db, "dead_rows", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     async def release(self) -> None:
         """The sink did not take the bundle: its entries stay for a later take."""
         self._leased = []
@@ -606,6 +750,8 @@ class Outbox:
             shed_entries=c.get("shed_entries", 0),
             corrupt_entries=c.get("corrupt_entries", 0),
             accepted_rows=c.get("accepted_rows", 0),
+            dead_entries=c.get("dead_entries", 0),
+            dead_rows=c.get("dead_rows", 0),
         )
 
     def measurements(self) -> Iterable[Measurement]:
@@ -631,12 +777,24 @@ class Outbox:
         yield Measurement(
             "outbox_accepted_rows", s.accepted_rows, "rows accepted", "counter", labels
         )
+        yield Measurement(
+            "outbox_dead_letter_entries",
+            s.dead_entries,
+            "entries set aside: refused by the sink, or their write kept failing",
+            "counter",
+            labels,
+        )
+        yield Measurement(
+            "outbox_dead_letter_rows", s.dead_rows, "rows in those entries", "counter", labels
+        )
 
 
-def open_outboxes(sink_names: Iterable[str], settings: OutboxSettings) -> dict[str, Outbox]:
+def open_outboxes(
+    sink_names: Iterable[str], settings: OutboxSettings, registry: StreamRegistry
+) -> dict[str, Outbox]:
     """One outbox per sink, opened (and checked) before the runtime starts:
 
-        boxes = open_outboxes([s.name for s in sinks], settings.outbox)
+        boxes = open_outboxes([s.name for s in sinks], settings.outbox, registry)
         Runtime(sources, sinks, stages, runtime_settings, queue_for=lambda s: boxes[s.name])
 
     Raises OutboxError / OutboxCorrupt with the remedy; close files already
@@ -645,7 +803,7 @@ def open_outboxes(sink_names: Iterable[str], settings: OutboxSettings) -> dict[s
     boxes: dict[str, Outbox] = {}
     try:
         for name in sink_names:
-            boxes[name] = Outbox.open(settings.path_for(name), settings)
+            boxes[name] = Outbox.open(settings.path_for(name), registry, settings)
     except OutboxError:
         for box in boxes.values():
             box.close_file()

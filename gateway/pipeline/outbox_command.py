@@ -58,6 +58,8 @@ def read_stats(path: str | Path) -> OutboxStats:
         shed_entries=int(counters.get("shed_entries", 0)),
         corrupt_entries=int(counters.get("corrupt_entries", 0)),
         accepted_rows=int(counters.get("accepted_rows", 0)),
+        dead_entries=int(counters.get("dead_entries", 0)),
+        dead_rows=int(counters.get("dead_rows", 0)),
     )
 
 
@@ -104,10 +106,18 @@ def recover(path: str | Path) -> tuple[int, int, Path]:
                 continue
             fresh.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
             kept += 1
+        for table in ("stream_names", "vehicle_names", "dead_letters"):
+            try:
+                kept_rows = old.execute(f"SELECT * FROM {table}").fetchall()
+            except sqlite3.DatabaseError:
+                continue  # an entry whose names are lost is quarantined when it is taken
+            for values in kept_rows:
+                marks = ", ".join("?" * len(values))
+                fresh.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", values)
         try:
+            # the format too: entries of an older format stay refused, never misread
             for name, value in old.execute("SELECT name, value FROM counters"):
-                if name != "format":
-                    fresh.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
+                fresh.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
         except sqlite3.DatabaseError:
             pass  # the counters are figures, not data
         if lost:
@@ -225,6 +235,8 @@ def _stats_command(args: argparse.Namespace) -> int:
             f"  stored         {s.stored_bytes} bytes\n"
             f"  shed           {s.shed_rows} rows in {s.shed_entries} entries (disk quota)\n"
             f"  corrupt        {s.corrupt_entries} entries quarantined\n"
+            f"  dead letters   {s.dead_entries} entries, {s.dead_rows} rows set aside "
+            "(refused by the sink, or their write kept failing)\n"
             f"  accepted       {s.accepted_rows} rows since the file was made"
         )
     return status

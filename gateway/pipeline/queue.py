@@ -5,9 +5,11 @@ outruns its sink slows down instead of growing memory without bound. One
 bundle larger than the whole bound is still accepted into an empty queue,
 so nothing can deadlock on size alone.
 
-Delivery takes a bundle, writes it, then calls `confirm` (written, or
-refused for good) or `release` (the sink is down: the bundle goes back to the
-front and is taken again later). The durable outbox
+Delivery takes a bundle, writes it, then calls `confirm` (written),
+`release` (the sink is down: the bundle goes back to the front and is taken
+again later) or `fail` (refused for good, or the write raised an error that is
+not an outage: retried a few times, then dropped and counted; the outbox sets
+such entries aside on disk instead). The durable outbox
 (`gateway.pipeline.outbox.Outbox`) has the same surface, keeps what it holds
 on disk, and serves live data before a backlog; `PipelineQueue` is that seam.
 """
@@ -19,6 +21,11 @@ import collections
 from typing import Protocol
 
 from gateway.bundle import Bundle
+from gateway.logs import get_logger
+
+log = get_logger("gateway.queue")
+
+MAX_ATTEMPTS = 3  # failed writes (not outages) before a bundle in memory is dropped
 
 
 class QueueClosed(Exception):
@@ -44,6 +51,8 @@ class PipelineQueue(Protocol):
 
     async def release(self) -> None: ...
 
+    async def fail(self, reason: str, *, final: bool) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -60,6 +69,8 @@ class BundleQueue:
         self._closed = False
         self._changed = asyncio.Condition()
         self._leased: Bundle | None = None  # taken, neither confirmed nor released
+        self._failures = 0  # of the bundle at the front, by writes that were not outages
+        self.dropped_rows = 0
 
     @property
     def nbytes(self) -> int:
@@ -122,8 +133,22 @@ class BundleQueue:
             return self._leased
 
     async def confirm(self) -> None:
-        """The taken bundle was written (or refused for good): forget it."""
+        """The taken bundle was written: forget it."""
         self._leased = None
+        self._failures = 0
+
+    async def fail(self, reason: str, *, final: bool) -> None:
+        """The write failed, not for an outage: drop the bundle when `final` or
+        after MAX_ATTEMPTS, else put it back."""
+        self._failures += 1
+        if final or self._failures >= MAX_ATTEMPTS:
+            bundle, self._leased = self._leased, None
+            self._failures = 0
+            rows = len(bundle) if bundle is not None else 0
+            self.dropped_rows += rows
+            log.error("queue.dropped", rows=rows, reason=reason)
+            return
+        await self.release()
 
     async def release(self) -> None:
         """The taken bundle was not written: put it back at the front."""

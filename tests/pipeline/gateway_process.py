@@ -107,7 +107,7 @@ async def main() -> int:
         after_copy=args.kill_after_copy,
         after_commit=args.kill_after_commit,
     )
-    outbox = Outbox.open(args.outbox, OutboxSettings(live_window_s=1.0))
+    outbox = Outbox.open(args.outbox, registry, OutboxSettings(live_window_s=1.0))
     mark = Path(args.mark)
     start = int(mark.read_text()) if mark.exists() else 0
     sources = [] if args.drain else [CountingSource(start, args.rows, args.limit, mark)]

@@ -267,9 +267,10 @@ async def test_database_outage_loses_nothing_and_live_goes_before_the_backlog(
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
     # the pool gives up reconnecting after 1 s: the outage outlasts it, as a long one would
-    sink = RecordingSink(dsn, registry(), "gw-outage", connect_timeout=1.0, reconnect_timeout=1.0)
+    reg = registry()
+    sink = RecordingSink(dsn, reg, "gw-outage", connect_timeout=1.0, reconnect_timeout=1.0)
     outbox = Outbox.open(
-        tmp_path / "o.sqlite", OutboxSettings(live_window_s=0.5, backlog_rows_per_s=0)
+        tmp_path / "o.sqlite", reg, OutboxSettings(live_window_s=0.5, backlog_rows_per_s=0)
     )
     source = Counter(rows=200, every=0.01)
     settings = RuntimeSettings(batch_max_rows=2000, batch_max_seconds=0.05, drain_timeout=20)
@@ -361,8 +362,9 @@ async def test_postgresql_restart_in_the_middle_of_a_copy(
 ) -> None:
     dsn, restart = own_cluster
     await migrate(dsn)
-    sink = RecordingSink(dsn, registry(), "gw-restart", connect_timeout=2.0)
-    outbox = Outbox.open(tmp_path / "o.sqlite")
+    reg = registry()
+    sink = RecordingSink(dsn, reg, "gw-restart", connect_timeout=2.0)
+    outbox = Outbox.open(tmp_path / "o.sqlite", reg)
     source = Counter(rows=5_000, every=0.05)
     settings = RuntimeSettings(batch_max_rows=100_000, batch_max_seconds=0.05, drain_timeout=20)
     runtime = Runtime([source], [sink], settings=settings, queue_for=lambda _: outbox)
@@ -411,8 +413,9 @@ async def test_disk_quota_during_an_outage_sheds_raw_readings_and_keeps_alerts(
     proxy = Proxy(int(psycopg.conninfo.conninfo_to_dict(pg_dsn).get("port") or 5432))
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
-    sink = RecordingSink(dsn, registry(), "gw-quota", connect_timeout=1.0)
-    outbox = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(disk_quota_bytes=1024 * 1024))
+    reg = registry()
+    sink = RecordingSink(dsn, reg, "gw-quota", connect_timeout=1.0)
+    outbox = Outbox.open(tmp_path / "o.sqlite", reg, OutboxSettings(disk_quota_bytes=1024 * 1024))
     source = AlertingCounter(rows=2000, every=0.01)  # ~42 kB per bundle: 1 MiB in ~0.3 s
     settings = RuntimeSettings(batch_max_rows=20_000, batch_max_seconds=0.05, drain_timeout=20)
     runtime = Runtime([source], [sink], settings=settings, queue_for=lambda _: outbox)

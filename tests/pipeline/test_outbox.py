@@ -16,6 +16,7 @@ from gateway.events import Alert, Event, Reject, Severity
 from gateway.pipeline.outbox import Outbox, OutboxCorrupt, OutboxSettings, open_outboxes
 from gateway.pipeline.outbox_command import read_stats, recover, register
 from gateway.pipeline.queue import QueueClosed
+from tests.fakes import numbered_registry
 
 
 def readings(n: int, start: int = 0) -> Bundle:
@@ -63,11 +64,11 @@ def same(a: Bundle, b: Bundle) -> None:
 
 async def test_every_part_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
-    box = Outbox.open(path)
+    box = Outbox.open(path, numbered_registry())
     await box.put(everything())
     assert box.rows == len(everything())
     box.close_file()
-    again = Outbox.open(path)
+    again = Outbox.open(path, numbered_registry())
     assert len(again) == 2  # a raw part and a keep part
     got = await again.take(max_rows=1000, max_wait=0)
     assert got is not None
@@ -79,7 +80,7 @@ async def test_every_part_survives_a_restart(tmp_path: Path) -> None:
 
 
 async def test_release_keeps_entries_for_the_next_take(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.sqlite")
+    box = Outbox.open(tmp_path / "o.sqlite", numbered_registry())
     await box.put(readings(10))
     first = await box.take(100, 0)
     await box.release()
@@ -96,7 +97,7 @@ async def test_release_keeps_entries_for_the_next_take(tmp_path: Path) -> None:
 
 
 async def test_take_batches_up_to_max_rows_in_order(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.sqlite")
+    box = Outbox.open(tmp_path / "o.sqlite", numbered_registry())
     for i in range(5):
         await box.put(readings(10, start=i * 10))
     got = await box.take(max_rows=25, max_wait=0)
@@ -107,7 +108,7 @@ async def test_take_batches_up_to_max_rows_in_order(tmp_path: Path) -> None:
 
 
 async def test_live_data_goes_before_the_backlog(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(live_window_s=0.2))
+    box = Outbox.open(tmp_path / "o.sqlite", numbered_registry(), OutboxSettings(live_window_s=0.2))
     for i in range(3):
         await box.put(readings(10, start=i * 10))  # the backlog of an outage
     await asyncio.sleep(0.3)
@@ -122,7 +123,7 @@ async def test_live_data_goes_before_the_backlog(tmp_path: Path) -> None:
 
 
 async def test_concurrent_puts_share_commits_and_all_land(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.sqlite")
+    box = Outbox.open(tmp_path / "o.sqlite", numbered_registry())
     await asyncio.gather(*(box.put(readings(100, start=i * 100)) for i in range(50)))
     assert box.rows == 5000
     assert box.stats().accepted_rows == 5000
@@ -130,7 +131,9 @@ async def test_concurrent_puts_share_commits_and_all_land(tmp_path: Path) -> Non
 
 async def test_put_waits_when_uncommitted_bytes_reach_the_bound(tmp_path: Path) -> None:
     one = readings(4000)  # ~84 kB encoded
-    box = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(max_memory_bytes=100_000))
+    box = Outbox.open(
+        tmp_path / "o.sqlite", numbered_registry(), OutboxSettings(max_memory_bytes=100_000)
+    )
     async with box._lock:  # the disk is stuck: nothing commits
         first = asyncio.create_task(box.put(one))
         second = asyncio.create_task(box.put(one))
@@ -146,7 +149,7 @@ async def test_the_disk_quota_sheds_oldest_raw_readings_and_never_alerts(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox.open(path, OutboxSettings(disk_quota_bytes=1024 * 1024))
+    box = Outbox.open(path, numbered_registry(), OutboxSettings(disk_quota_bytes=1024 * 1024))
     alert = Alert("burst", "dma-01", Severity.CRITICAL, 1)
     await box.put(Bundle(alerts=(alert,)))
     for i in range(12):  # 12 x ~210 kB of readings into 1 MiB
@@ -173,13 +176,13 @@ def test_a_file_that_is_not_an_outbox_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     path.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(OutboxCorrupt, match="gateway outbox recover"):
-        Outbox.open(path)
+        Outbox.open(path, numbered_registry())
     assert path.read_bytes().startswith(b"this is not"), "never silently replaced"
 
 
 async def test_a_truncated_outbox_is_refused_then_recovered(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox.open(path)
+    box = Outbox.open(path, numbered_registry())
     for i in range(40):
         await box.put(readings(2000, start=i * 2000))
     box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -188,10 +191,10 @@ async def test_a_truncated_outbox_is_refused_then_recovered(tmp_path: Path) -> N
     with path.open("r+b") as fh:
         fh.truncate(size // 2)
     with pytest.raises(OutboxCorrupt, match="recover"):
-        Outbox.open(path)
+        Outbox.open(path, numbered_registry())
     kept, lost, aside = recover(path)
     assert aside.exists() and kept > 0 and lost > 0 and kept + lost == 40
-    fresh = Outbox.open(path)
+    fresh = Outbox.open(path, numbered_registry())
     assert len(fresh) == kept
     assert fresh.stats().corrupt_entries == lost
     got = await fresh.take(max_rows=10**6, max_wait=0)
@@ -200,7 +203,7 @@ async def test_a_truncated_outbox_is_refused_then_recovered(tmp_path: Path) -> N
 
 async def test_a_damaged_entry_is_quarantined_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox.open(path)
+    box = Outbox.open(path, numbered_registry())
     await box.put(readings(10))
     await box.put(readings(10, start=10))
     box._db.execute("UPDATE entries SET crc = crc + 1 WHERE seq = 1")
@@ -214,7 +217,7 @@ async def test_a_damaged_entry_is_quarantined_and_counted(tmp_path: Path) -> Non
 
 async def test_outbox_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox.open(path)
+    box = Outbox.open(path, numbered_registry())
     await box.put(readings(7))
     parser = argparse.ArgumentParser(prog="gateway")
     register(parser.add_subparsers())
@@ -235,7 +238,7 @@ def test_open_outboxes_gives_one_file_per_sink_and_refuses_a_damaged_one(
     tmp_path: Path,
 ) -> None:
     settings = OutboxSettings(directory=str(tmp_path))
-    boxes = open_outboxes(["postgres", "mqtt"], settings)
+    boxes = open_outboxes(["postgres", "mqtt"], settings, numbered_registry())
     assert {b.path.name for b in boxes.values()} == {
         "outbox-postgres.sqlite",
         "outbox-mqtt.sqlite",
@@ -244,11 +247,11 @@ def test_open_outboxes_gives_one_file_per_sink_and_refuses_a_damaged_one(
         box.close_file()
     settings.path_for("mqtt").write_bytes(b"garbage" * 1000)
     with pytest.raises(OutboxCorrupt, match=r"outbox-mqtt\.sqlite"):
-        open_outboxes(["postgres", "mqtt"], settings)
+        open_outboxes(["postgres", "mqtt"], settings, numbered_registry())
 
 
 async def test_live_and_backlog_take_turns_so_neither_starves(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.sqlite", OutboxSettings(live_window_s=0.2))
+    box = Outbox.open(tmp_path / "o.sqlite", numbered_registry(), OutboxSettings(live_window_s=0.2))
     for i in range(3):
         await box.put(readings(10, start=i * 10))
     await asyncio.sleep(0.3)

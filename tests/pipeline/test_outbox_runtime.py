@@ -60,13 +60,15 @@ async def test_undelivered_rows_stay_on_disk_for_the_next_start(
 ) -> None:
     await migrate(pg_dsn)
     path = tmp_path / "outbox-postgres.sqlite"
-    down = PostgresSink("postgresql://postgres@127.0.0.1:9/x", registry(), "gw", connect_timeout=1)
-    outbox = Outbox.open(path)
+    reg = registry()
+    down = PostgresSink("postgresql://postgres@127.0.0.1:9/x", reg, "gw", connect_timeout=1)
+    outbox = Outbox.open(path, reg)
     await run_once(down, outbox, Burst(5, 400), 0.5)
     outbox.close_file()
-    assert Outbox.open(path).rows == 2000, "the outbox kept everything through the stop"
-    up = PostgresSink(pg_dsn, registry(), "gw")
-    outbox = Outbox.open(path)
+    assert Outbox.open(path, registry()).rows == 2000, "the outbox kept everything through the stop"
+    reg = registry()
+    up = PostgresSink(pg_dsn, reg, "gw")
+    outbox = Outbox.open(path, reg)
     await run_once(up, outbox, None, 1.0)
     assert outbox.rows == 0
     outbox.close_file()
