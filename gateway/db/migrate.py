@@ -245,15 +245,20 @@ async def migrate(
     except psycopg.OperationalError as err:
         raise MigrationError(f"cannot connect to the database: {err}") from err
     async with conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
-            return await _migrate_locked(conn, mode, retention, rollup_timezone)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+            try:
+                return await _migrate_locked(conn, conninfo, mode, retention, rollup_timezone)
+            finally:
+                if not conn.closed:  # a lost session has lost its lock already
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except psycopg.OperationalError as err:
+            raise MigrationError(f"lost the connection to the database: {err}") from err
 
 
 async def _migrate_locked(
     conn: psycopg.AsyncConnection[tuple[object, ...]],
+    conninfo: str,
     wanted: Mode,
     retention: RetentionSettings,
     rollup_timezone: str,
@@ -264,7 +269,7 @@ async def _migrate_locked(
     server = str(conn.info.parameter_status("server_version") or "?")
     if conn.info.server_version < 140000:
         raise MigrationError(f"PostgreSQL {server} is too old; the schema needs 14 or newer")
-    mode, reason = await _choose_mode(conn, wanted, done)
+    mode, reason = await _choose_mode(conn, conninfo, wanted, done)
     tsdb = await _timescaledb_version(conn)
     # built first: settings the policies cannot honour fail before anything changes
     policies = timescaledb_policies(retention) if mode == "timescaledb" else []
@@ -356,6 +361,7 @@ async def _timescaledb_version(conn: psycopg.AsyncConnection[tuple[object, ...]]
 
 async def _choose_mode(
     conn: psycopg.AsyncConnection[tuple[object, ...]],
+    conninfo: str,
     wanted: Mode,
     done: dict[int, tuple[str, str, str]],
 ) -> tuple[str, str]:
@@ -381,15 +387,11 @@ async def _choose_mode(
                     "install it, or migrate with --mode postgres"
                 )
             return "postgres", "the timescaledb extension is not available on this server"
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        except psycopg.Error as err:
+        failure = await _create_extension(conninfo)
+        if failure is not None:
             if wanted == "timescaledb":
-                raise MigrationError(
-                    f"cannot create the timescaledb extension: {err}; is it in "
-                    "shared_preload_libraries?"
-                ) from err
-            return "postgres", f"the timescaledb extension could not be created ({err})"
+                raise MigrationError(f"cannot create the timescaledb extension: {failure}")
+            return "postgres", f"timescaledb is available but cannot be created: {failure}"
         installed = await _timescaledb_version(conn)
     parts = tuple(int(p) for p in re.findall(r"\d+", installed or "0")[:2])
     if parts < MIN_TIMESCALEDB:
@@ -398,6 +400,34 @@ async def _choose_mode(
             f"{'.'.join(map(str, MIN_TIMESCALEDB))} or newer"
         )
     return "timescaledb", f"timescaledb {installed} is installed"
+
+
+async def _create_extension(conninfo: str) -> str | None:
+    """CREATE EXTENSION timescaledb on a connection of its own; None when it
+    worked, else why not, in one line.
+
+    A server that has the package but does not preload the library answers
+    with FATAL and closes the session, so the migrator's own connection (which
+    holds the advisory lock) must not be the one that tries. The caller holds
+    that lock, so concurrent migrators do not race here."""
+    try:
+        probe = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as err:
+        return f"cannot open a second connection to try it ({_first_line(err)})"
+    async with probe:
+        try:
+            await probe.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as err:
+            why = _first_line(err)
+            if "preload" in why:
+                why += "; add timescaledb to shared_preload_libraries and restart PostgreSQL"
+            return why
+    return None
+
+
+def _first_line(err: psycopg.Error) -> str:
+    """The primary message, without the server's multi-line HINT."""
+    return err.diag.message_primary or str(err).splitlines()[0]
 
 
 def _is_missing_database(err: psycopg.OperationalError) -> bool:
