@@ -31,8 +31,9 @@ from psycopg.conninfo import make_conninfo
 from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
+from gateway.parts import Emit
 from gateway.pipeline.outbox import Outbox, OutboxSettings
-from gateway.runtime import Emit, Runtime, RuntimeSettings
+from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 

@@ -195,7 +195,7 @@ def role_raw(args: argparse.Namespace) -> None:
 
 
 def _mqtt_settings(args: argparse.Namespace) -> object:
-    from gateway.drivers.mqtt.client import MqttSettings  # noqa: PLC0415
+    from gateway.mqtt.client import MqttSettings  # noqa: PLC0415
 
     return MqttSettings(
         protocol=args.protocol,
@@ -208,8 +208,8 @@ def _mqtt_settings(args: argparse.Namespace) -> object:
 
 
 def role_client(args: argparse.Namespace) -> None:
-    from gateway.drivers.mqtt.client import MqttClient  # noqa: PLC0415
     from gateway.logs import configure_logging  # noqa: PLC0415
+    from gateway.mqtt.client import MqttClient  # noqa: PLC0415
 
     configure_logging(level="warning")
 

@@ -24,11 +24,11 @@ from gateway.drivers.modbus.source import ModbusSource
 from gateway.drivers.mqtt.source import MqttSource
 from gateway.logs import get_logger
 from gateway.metrics import serve_metrics
+from gateway.parts import PipelineQueue, Sink, Source, Stage
 from gateway.pipeline.outbox import Outbox, OutboxError, open_outboxes
-from gateway.pipeline.queue import BundleQueue, PipelineQueue
-from gateway.runtime import Runtime, RuntimeSettings, Source, Stage, stop_on_signals
+from gateway.pipeline.queue import BundleQueue
+from gateway.runtime import Runtime, RuntimeSettings, stop_on_signals
 from gateway.settings import Settings, load_settings
-from gateway.sinks.base import Sink
 from gateway.sinks.mqtt import MqttSink
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink

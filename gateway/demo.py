@@ -40,12 +40,12 @@ from gateway.bundle import Bundle
 from gateway.db.migrate import MigrationError, ensure_database
 from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.drivers.modbus.source import ModbusSource
-from gateway.drivers.mqtt.client import MqttSettings
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
 from gateway.events import AlertState
+from gateway.mqtt.client import MqttSettings
+from gateway.parts import Sink, Source, Stage
 from gateway.pipeline.outbox import Outbox, OutboxSettings
-from gateway.runtime import Runtime, RuntimeSettings, Source, Stage, stop_on_signals
-from gateway.sinks.base import Sink
+from gateway.runtime import Runtime, RuntimeSettings, stop_on_signals
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry

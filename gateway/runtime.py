@@ -22,33 +22,17 @@ import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
+from gateway.backoff import Backoff
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
-from gateway.pipeline.delivery import Backoff, Delivery
-from gateway.pipeline.queue import BundleQueue, PipelineQueue, QueueClosed
-from gateway.sinks.base import Sink
+from gateway.parts import PipelineQueue, QueueClosed, Sink, Source, Stage
+from gateway.pipeline.delivery import Delivery
+from gateway.pipeline.queue import BundleQueue
 
 log = get_logger("gateway.runtime")
-
-Emit = Callable[[Bundle], Awaitable[None]]
-
-
-class Source(Protocol):
-    """An input: runs until cancelled, emitting bundles. Raising restarts it."""
-
-    name: str
-
-    async def run(self, emit: Emit) -> None: ...
-
-
-class Stage(Protocol):
-    """A synchronous step between sources and sinks (the analytics detectors).
-    It returns the bundle to pass on, usually with aggregates or alerts added."""
-
-    def process(self, bundle: Bundle) -> Bundle: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,11 +3,11 @@ import dataclasses
 
 import numpy as np
 
+from gateway.backoff import Backoff
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
-from gateway.pipeline.delivery import Backoff
-from gateway.runtime import Emit, Runtime, RuntimeSettings
-from gateway.sinks.base import SinkUnavailable
+from gateway.parts import Emit, SinkUnavailable
+from gateway.runtime import Runtime, RuntimeSettings
 
 FAST = RuntimeSettings(
     batch_max_seconds=0.01,

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 
+from gateway.backoff import Backoff
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
-from gateway.pipeline.queue import PipelineQueue
-from gateway.sinks.base import Sink, SinkRejected, SinkUnavailable
+from gateway.parts import PipelineQueue, Sink, SinkRejected, SinkUnavailable
 
 log = get_logger("gateway.delivery")
 
@@ -38,18 +37,6 @@ class DeliveryStats:
     last_write_s: float = 0.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Backoff:
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.2  # +/- share of the delay, so restarts do not synchronise
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.maximum, self.initial * self.factor ** max(0, attempt))
-        return base * (1 + random.uniform(-self.jitter, self.jitter))
-
-
 class Delivery:
     def __init__(
         self,
@@ -58,13 +45,13 @@ class Delivery:
         *,
         max_rows: int = 50_000,
         max_wait: float = 1.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
     ) -> None:
         self.sink = sink
         self.queue = queue
         self.max_rows = max_rows
         self.max_wait = max_wait
-        self.backoff = backoff
+        self.backoff = backoff or Backoff()
         self.stats = DeliveryStats()
         self._drain_deadline: float | None = None
 

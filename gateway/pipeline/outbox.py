@@ -61,9 +61,9 @@ import msgspec
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
+from gateway.parts import QueueClosed
 from gateway.pipeline.outbox_codec import EntryClass, decode_body, encode_parts
 from gateway.pipeline.outbox_names import NAMES_SCHEMA, OutboxNames, Row, insert_names
-from gateway.pipeline.queue import QueueClosed
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.outbox")

@@ -11,49 +11,21 @@ again later) or `fail` (refused for good, or the write raised an error that is
 not an outage: retried a few times, then dropped and counted; the outbox sets
 such entries aside on disk instead). The durable outbox
 (`gateway.pipeline.outbox.Outbox`) has the same surface, keeps what it holds
-on disk, and serves live data before a backlog; `PipelineQueue` is that seam.
+on disk, and serves live data before a backlog; `gateway.parts.PipelineQueue` is that seam.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Protocol
 
 from gateway.bundle import Bundle
 from gateway.logs import get_logger
+from gateway.parts import QueueClosed
 
 log = get_logger("gateway.queue")
 
 MAX_ATTEMPTS = 3  # failed writes (not outages) before a bundle in memory is dropped
-
-
-class QueueClosed(Exception):
-    """Raised by `put` after `close`: the pipeline is shutting down."""
-
-
-class PipelineQueue(Protocol):
-    """What Delivery needs from a queue: the in-memory BundleQueue or the Outbox."""
-
-    durable: bool  # True: what is left at shutdown stays on disk for the next start
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def nbytes(self) -> int: ...
-
-    async def put(self, bundle: Bundle) -> None: ...
-
-    async def take(self, max_rows: int, max_wait: float) -> Bundle | None: ...
-
-    async def confirm(self) -> None: ...
-
-    async def release(self) -> None: ...
-
-    async def fail(self, reason: str, *, final: bool) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class BundleQueue:

@@ -17,13 +17,13 @@ import dataclasses
 import json
 
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.client import MqttClient, MqttError, MqttSettings
-from gateway.drivers.mqtt.status import StatusBoard
-from gateway.drivers.mqtt.topics import check_prefix
 from gateway.events import Alert, jsonable
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
-from gateway.sinks.base import SinkUnavailable
+from gateway.mqtt.client import MqttClient, MqttError, MqttSettings
+from gateway.mqtt.topics import check_prefix
+from gateway.parts import SinkUnavailable
+from gateway.sinks.mqtt_status import StatusBoard
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.sinks.mqtt")

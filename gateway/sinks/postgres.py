@@ -40,7 +40,7 @@ from gateway.db.settings import DEFAULT_RETENTION, PostgresSettings, RetentionSe
 from gateway.events import Alert, jsonable
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
-from gateway.sinks.base import SinkRejected, SinkUnavailable
+from gateway.parts import SinkRejected, SinkUnavailable
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.sinks.postgres")

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.bundle import Bundle
-from gateway.sinks.base import SinkRejected, SinkUnavailable
+from gateway.parts import SinkRejected, SinkUnavailable
 from gateway.streams import StreamRegistry
 
 SCHEMA = """

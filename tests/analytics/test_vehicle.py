@@ -14,7 +14,7 @@ from gateway.batch import FixBatch, Quality, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.config import ConfigError, convert
 from gateway.events import Alert, Event, Severity
-from gateway.runtime import Stage
+from gateway.parts import Stage
 from gateway.streams import StreamRegistry
 from tests.analytics.vehicle_harness import LAT0, LON0, NS, T0, Harness, at
 

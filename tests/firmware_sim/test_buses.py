@@ -18,8 +18,8 @@ from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings, Message
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import CairnsRoutes, PmpmlRoutes
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.client import MqttSettings
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.mqtt.client import MqttSettings
 from gateway.streams import StreamRegistry
 
 START_MS = (int(time.time()) - 3600) * 1000  # an hour ago: every message is in the past

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.backoff import Backoff
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.metrics import render
-from gateway.pipeline.delivery import Backoff
+from gateway.parts import Emit, SinkRejected
 from gateway.pipeline.outbox import Outbox, OutboxError
 from gateway.pipeline.outbox_command import read_stats
 from gateway.pipeline.queue import BundleQueue
-from gateway.runtime import Emit, Runtime, RuntimeSettings
-from gateway.sinks.base import SinkRejected
+from gateway.runtime import Runtime, RuntimeSettings
 from tests.fakes import numbered_registry
 
 FAST = RuntimeSettings(

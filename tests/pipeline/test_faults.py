@@ -25,13 +25,14 @@ import numpy as np
 import psycopg
 import pytest
 
+from gateway.backoff import Backoff
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
 from gateway.events import Alert, Severity
-from gateway.pipeline.delivery import Backoff
+from gateway.parts import Emit
 from gateway.pipeline.outbox import Outbox, OutboxSettings
-from gateway.runtime import Emit, Runtime, RuntimeSettings
+from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 

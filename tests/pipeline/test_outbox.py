@@ -13,9 +13,9 @@ import pytest
 from gateway.batch import AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.events import Alert, Event, Reject, Severity
+from gateway.parts import QueueClosed
 from gateway.pipeline.outbox import Outbox, OutboxCorrupt, OutboxSettings, open_outboxes
 from gateway.pipeline.outbox_command import read_stats, recover, register
-from gateway.pipeline.queue import QueueClosed
 from tests.fakes import numbered_registry
 
 

@@ -13,8 +13,9 @@ import psycopg
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
+from gateway.parts import Emit
 from gateway.pipeline.outbox import Outbox
-from gateway.runtime import Emit, Runtime, RuntimeSettings
+from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 

@@ -5,7 +5,8 @@ import pytest
 
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
-from gateway.pipeline.queue import BundleQueue, QueueClosed
+from gateway.parts import QueueClosed
+from gateway.pipeline.queue import BundleQueue
 
 
 def rows(n: int, start: int = 0) -> Bundle:

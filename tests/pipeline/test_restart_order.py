@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from gateway.db.migrate import migrate
+from gateway.parts import Sink
 from gateway.pipeline.outbox import Outbox
 from gateway.runtime import Runtime, RuntimeSettings
-from gateway.sinks.base import Sink
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry

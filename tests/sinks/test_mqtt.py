@@ -11,9 +11,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.batch import FixBatch, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.client import MqttSettings
 from gateway.events import Alert, Severity
-from gateway.sinks.base import SinkUnavailable
+from gateway.mqtt.client import MqttSettings
+from gateway.parts import SinkUnavailable
 from gateway.sinks.mqtt import MqttPublishSettings, MqttSink
 from gateway.streams import StreamRegistry
 

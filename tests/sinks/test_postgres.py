@@ -19,7 +19,7 @@ from gateway.config import ConfigError
 from gateway.db.migrate import migrate
 from gateway.db.settings import PostgresSettings, RetentionSettings
 from gateway.events import Alert, Event, Reject, Severity
-from gateway.sinks.base import SinkUnavailable
+from gateway.parts import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 

@@ -21,7 +21,7 @@ from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
 from gateway.db.settings import PostgresSettings
-from gateway.sinks.base import SinkUnavailable
+from gateway.parts import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 

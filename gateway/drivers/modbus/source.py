@@ -43,7 +43,7 @@ from gateway.drivers.modbus.scheduler import DevicePoll, Lane
 from gateway.drivers.modbus.settings import LineSettings, ModbusSettings
 from gateway.drivers.modbus.transport import open_link
 from gateway.events import Event
-from gateway.runtime import Emit
+from gateway.parts import Emit
 from gateway.streams import StreamRegistry
 
 

@@ -152,32 +152,6 @@ class Health(Struct, frozen=True, kw_only=True):
     ignition: bool | None = None
 
 
-class StatusFix(Struct, frozen=True, kw_only=True):
-    ts: Millis
-    lat: Lat
-    lon: Lon
-    speed_kmh: Speed | None = None
-    heading: Heading | None = None
-
-
-class StatusAlert(Struct, frozen=True, kw_only=True):
-    id: str
-    kind: str
-    severity: Literal["info", "warning", "critical"]
-    opened_at: Millis
-
-
-class VehicleStatus(Struct, frozen=True, kw_only=True):
-    """The retained message on `<prefix>/v1/vehicles/<id>/status` (published by the gateway)."""
-
-    v: int
-    vehicle: VehicleId
-    ts: Millis
-    last_fix: StatusFix | None = None
-    health: dict[str, float] = {}
-    open_alerts: list[StatusAlert] = []
-
-
 Payload = Pvt | Can | Dtc | AlertMsg | Health
 DECODERS: Final[dict[str, msgspec.json.Decoder[Payload]]] = {
     "pvt": msgspec.json.Decoder(Pvt),

@@ -33,7 +33,6 @@ import numpy as np
 from gateway.batch import FixBatch, Quality, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.drivers.mqtt import ais140, j1939
-from gateway.drivers.mqtt.client import MqttClient, MqttSettings
 from gateway.drivers.mqtt.payloads import (
     CAN_QUANTITIES,
     AlertMsg,
@@ -48,10 +47,12 @@ from gateway.drivers.mqtt.payloads import (
     check_time,
 )
 from gateway.drivers.mqtt.sequence import SequenceTracker
-from gateway.drivers.mqtt.topics import KINDS, TopicError, check_prefix, parse_topic, subscription
+from gateway.drivers.mqtt.topics import KINDS, TopicError, parse_topic, subscription
 from gateway.events import Event, Reject
 from gateway.logs import get_logger
-from gateway.runtime import Emit
+from gateway.mqtt.client import MqttClient, MqttSettings
+from gateway.mqtt.topics import check_prefix
+from gateway.parts import Emit
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.mqtt")

@@ -1,4 +1,4 @@
-"""MQTT topic names: `<prefix>/v1/<vehicle_id>/<kind>` in, `<prefix>/v1/vehicles/<id>/status` out.
+"""MQTT topic names: `<prefix>/v1/<vehicle_id>/<kind>`, what units publish.
 
     pmpml/v1/MH12-KQ-4321/pvt        position, velocity, time (JSON)
     pmpml/v1/MH12-KQ-4321/can        decoded J1939 signals or raw frames (JSON)
@@ -6,7 +6,6 @@
     pmpml/v1/MH12-KQ-4321/alert      panic button, tamper, power cut (JSON)
     pmpml/v1/MH12-KQ-4321/health     the unit's own battery, signal, firmware (JSON)
     pmpml/v1/MH12-KQ-4321/ais140     raw AIS-140 ASCII packets
-    pmpml/v1/vehicles/MH12-KQ-4321/status   retained per-vehicle status (published, not read)
 
 The vehicle id is the topic level the broker's ACLs can pin to a unit's
 credentials (`pattern read/write pmpml/v1/%u/#`), so it is the trusted one; a
@@ -19,15 +18,13 @@ import dataclasses
 import re
 from typing import Final, Literal, get_args
 
+from gateway.mqtt.topics import DEFAULT_PREFIX, STATUS_LEVEL, VERSION
+
 Kind = Literal["pvt", "can", "dtc", "alert", "health", "ais140"]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
-VERSION: Final = "v1"
-DEFAULT_PREFIX: Final = "pmpml"
-STATUS_LEVEL: Final = "vehicles"  # reserved: never a vehicle id
 
 # the same alphabet as a stream name level, so `bus/<id>/<quantity>` is always valid
 _VEHICLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
 class TopicError(ValueError):
@@ -43,15 +40,6 @@ class Topic:
     prefix: str
     vehicle: str
     kind: Kind
-
-
-def check_prefix(prefix: str) -> str:
-    if not _PREFIX.match(prefix):
-        raise ValueError(
-            f"topic prefix {prefix!r} must be MQTT levels of letters, digits, '_', '-', '.', "
-            "with no wildcards, e.g. 'pmpml' or 'city/pmpml'"
-        )
-    return prefix
 
 
 def is_vehicle_id(text: str) -> bool:
@@ -78,10 +66,6 @@ def data_topic(vehicle: str, kind: Kind, prefix: str = DEFAULT_PREFIX) -> str:
     if not is_vehicle_id(vehicle):
         raise ValueError(f"vehicle id {vehicle!r} is not valid")
     return f"{prefix}/{VERSION}/{vehicle}/{kind}"
-
-
-def status_topic(vehicle: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/{VERSION}/{STATUS_LEVEL}/{vehicle}/status"
 
 
 def subscription(prefix: str = DEFAULT_PREFIX, share_group: str = "") -> str:

@@ -15,8 +15,8 @@ import sys
 import time
 
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.client import MqttSettings
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.mqtt.client import MqttSettings
 from gateway.streams import StreamRegistry
 
 

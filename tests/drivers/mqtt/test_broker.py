@@ -19,8 +19,8 @@ import pytest
 from firmware_sim.buses.fleet import Message
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.client import MqttClient, MqttSettings, TlsSettings
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.mqtt.client import MqttClient, MqttSettings, TlsSettings
 from gateway.streams import StreamRegistry
 
 from .conftest import Mosquitto, make_certs

@@ -14,9 +14,9 @@ from gateway.drivers.mqtt.topics import (
     TopicError,
     data_topic,
     parse_topic,
-    status_topic,
     subscription,
 )
+from gateway.mqtt.topics import status_topic
 
 NOW_NS = 1_795_830_000_000_000_000
 NOW_MS = NOW_NS // 1_000_000

@@ -8,8 +8,8 @@ import numpy as np
 
 from gateway.batch import FixBatch, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.status import StatusBoard
 from gateway.events import Alert, Severity
+from gateway.sinks.mqtt_status import StatusBoard
 from gateway.streams import StreamRegistry
 
 MS = 1_000_000

@@ -11,16 +11,42 @@ alerts other stages put in the bundle (kind, severity, open or cleared).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import msgspec
 import numpy as np
 
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt.payloads import StatusAlert, StatusFix, VehicleStatus
-from gateway.drivers.mqtt.topics import DEFAULT_PREFIX, status_topic
+from gateway.mqtt.topics import DEFAULT_PREFIX, status_topic
 from gateway.streams import StreamRegistry
 
 _ENCODER = msgspec.json.Encoder()
+
+
+class StatusFix(msgspec.Struct, frozen=True, kw_only=True):
+    ts: int
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    heading: float | None = None
+
+
+class StatusAlert(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    opened_at: int
+
+
+class VehicleStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The retained message on `<prefix>/v1/vehicles/<id>/status` (published by the gateway)."""
+
+    v: int
+    vehicle: str
+    ts: int
+    last_fix: StatusFix | None = None
+    health: dict[str, float] = {}
+    open_alerts: list[StatusAlert] = []
 
 
 class StatusBoard:

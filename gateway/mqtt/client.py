@@ -34,8 +34,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.backoff import Backoff
 from gateway.logs import get_logger
-from gateway.pipeline.delivery import Backoff
 
 log = get_logger("gateway.mqtt")
 
