@@ -60,8 +60,26 @@ def add_command(
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from gateway.build import build  # noqa: PLC0415 - keeps `gateway --help` fast
+    from gateway.registry import SINKS  # noqa: PLC0415
+
     settings = load_settings(args.config)
+    gateway = build(settings, file=args.config, check=True)  # makes every part, starts none
     print(f"{args.config}: OK (gateway id {settings.gateway.id!r})")
+    queue = {True: "outbox on disk", False: "in memory"}
+    rows = (
+        ("sources", ", ".join(f"{p.name} ({p.type})" for p in settings.sources) or "none"),
+        ("stages", ", ".join(type(s).__name__ for s in gateway.stages)),
+        (
+            "sinks",
+            ", ".join(
+                f"{p.name} ({p.type}, {queue[SINKS[p.type].durable and settings.pipeline.durable]})"
+                for p in settings.sinks
+            ),
+        ),
+    )
+    for label, text in rows:
+        print(f"  {label:<8} {text}")
     return 0
 
 

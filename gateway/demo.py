@@ -31,6 +31,7 @@ from firmware_sim.buses.routes import PmpmlRoutes
 from firmware_sim.water.model import LeakSpec, ModelSettings, WaterModel
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
 from gateway.analytics import kernels, water
+from gateway.analytics.aggregate import AggregateStage
 from gateway.analytics.vehicle import VehicleRules
 from gateway.analytics.vehicle_settings import VehicleRulesSettings
 from gateway.analytics.water import WaterDetectors
@@ -277,7 +278,7 @@ class Demo:
                 + (", ".join(f"{x.kind} {x.rate_lps:g} L/s in DMA {x.dma} at "
                              f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
             )  # fmt: skip
-            stages: list[Stage] = [detectors]
+            stages: list[Stage] = [AggregateStage(self.registry), detectors]
             fleet = None
             if a.buses:
                 fleet = BusFleet(a.buses, prefix)

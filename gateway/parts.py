@@ -7,16 +7,29 @@ module; the runtime and the composition root (`gateway.build`) put them together
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gateway.bundle import Bundle
+from gateway.streams import StreamRegistry
 
 Emit = Callable[[Bundle], Awaitable[None]]
 """Hand a bundle to the pipeline. It returns once the bundle is in every sink's queue, so
 in the durable outbox when there is one: a source acknowledges its input only after that
 (MQTT QoS 1). It waits while the queues are full (backpressure), and raises QueueClosed
 when the pipeline is shutting down."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the composition root hands every part's factory besides its own settings:
+
+    SomeSource.create(name, settings, wiring) -> Source
+    """
+
+    registry: StreamRegistry  # the process's stream and vehicle ids
+    gateway_id: str  # this gateway's name in the central database
 
 
 class Source(Protocol):
@@ -26,8 +39,9 @@ class Source(Protocol):
       its input has ended (a replay).
     - Raising restarts it, with backoff, under the runtime's one supervisor; the other
       parts keep running. Raise a specific error with a message that names the device.
-    - Its constructor checks its settings (a missing profile, an unreadable file) and
-      starts nothing: no task, thread, socket or loop.
+    - It is made by `create(name, settings, wiring)`, which checks its settings (a
+      missing profile, an unreadable secret or file) and starts nothing: no task,
+      thread, socket or loop. `gateway check-config` calls it for every source.
     """
 
     name: str

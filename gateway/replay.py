@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.analytics.aggregate import AggregateStage
 from gateway.analytics.anomaly import AnomalyDetector
 from gateway.analytics.water import WaterDetectors
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
@@ -118,6 +119,7 @@ def replay(
         stop_line, stop_reason = parsed.bad[0]
         n = int(np.searchsorted(parsed.line, stop_line))
     registry = StreamRegistry()
+    aggregator = AggregateStage(registry)
     detectors = WaterDetectors(registry, dmas, water)
     ids = np.asarray([registry.register(str(name)) for name in parsed.names], np.int32)
     stream = ids[parsed.name_index[:n]] if n else np.zeros(0, np.int32)
@@ -135,7 +137,7 @@ def replay(
             time.sleep(max(0.0, due - time.monotonic()))
         if scorer is not None and scores is not None:
             scores[lo : lo + len(part)] = scorer.score(part.ts, part.stream, part.value)
-        out = detectors.process(Bundle(readings=part))
+        out = detectors.process(aggregator.process(Bundle(readings=part)))
         transitions += out.alerts
         if plot and len(out.aggregates):
             aggregates.append(out.aggregates)

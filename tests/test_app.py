@@ -22,7 +22,7 @@ def config_for(
 ) -> Path:
     devices = "\n".join(
         f"""
-[[modbus.devices]]
+[[sources.modbus.devices]]
 name = "{m.name}"
 line = "sim"
 tcp_port = {m.tcp_port}
@@ -43,12 +43,15 @@ drain_timeout = {drain}
 durable = {str(durable).lower()}
 [outbox]
 directory = "{tmp_path / "outbox"}"
-[postgres]
+[sinks.postgres]
+type = "postgres"
 dsn = "{dsn}"
 connect_timeout = 1.0
 [metrics]
 enabled = false
-[[modbus.lines]]
+[sources.modbus]
+type = "modbus"
+[[sources.modbus.lines]]
 name = "sim"
 kind = "tcp"
 host = "127.0.0.1"
@@ -133,4 +136,4 @@ def test_bad_device_wiring_is_refused_before_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="line 'nope', which is not defined") as info:
         load_settings(path)
-    assert info.value.key == "modbus"
+    assert info.value.key == "sources.modbus"

@@ -60,3 +60,26 @@ def test_check_config_rejects_with_file_key_and_fix(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{bad}: pipeline.batch_max_rows: expected a whole number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        (
+            'profiles_dir = "config/profiles"\n[[sources.m.lines]]\nname = "l"\nkind = "tcp"\n'
+            'host = "127.0.0.1"\n[[sources.m.devices]]\nname = "dma-01/inlet"\nline = "l"\n'
+            'profile = "no-such-meter"\n',
+            "names profile 'no-such-meter', which is not there",
+        ),
+        ('profiles_dir = "no/such/folder"\n', "no/such/folder"),
+    ],
+    ids=["missing-profile", "missing-profiles-dir"],
+)
+def test_check_config_builds_every_part_and_refuses_what_run_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, says: str
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[sources.m]\ntype = "modbus"\n{table}')
+    assert main(["check-config", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: sources.m: " in err and says in err

@@ -62,6 +62,7 @@ from gateway.analytics.vehicle_state import RuleContext
 from gateway.batch import BAD
 from gateway.bundle import Bundle
 from gateway.events import Alert
+from gateway.parts import Wiring
 from gateway.streams import StreamRegistry
 
 QUANTITIES = ("coolant_c", "oil_kpa", "rpm", "fuel_lph", "battery_v", "speed_kmh", "fuel_pct")
@@ -101,6 +102,10 @@ class VehicleRules:
         self.route = RouteRules(self.ctx, shapes, feed)
         self._stream_vehicle = np.empty(0, np.int32)
         self._stream_quantity = np.empty(0, np.int8)
+
+    @classmethod
+    def create(cls, wiring: Wiring, settings: VehicleRulesSettings) -> VehicleRules:
+        return cls(settings, wiring.registry)
 
     def set_assignment(self, vehicle: str, shape_id: str | None) -> None:
         """Put a vehicle on a GTFS shape (None: off any route). Applied at the next

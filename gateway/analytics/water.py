@@ -1,8 +1,6 @@
 """Water detectors per DMA: leaks, bursts, transients and sensor faults, as a runtime Stage.
 
-    Bundle.readings --+--> kernels.aggregate ---------------------------> 1-minute AggregateBatch
-                      |
-                      +--> ingest_rows --> DMA minute rows --> step_minutes --> scores --+
+    Bundle.readings -----> ingest_rows --> DMA minute rows --> step_minutes --> scores --+
                                      \\--> sample events (gap, stuck, spike, transient) --+
                                                                                           v
                                                       AlertTracker (hysteresis, dedup) --> alerts
@@ -47,16 +45,16 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.analytics import kernels
 from gateway.analytics import water_ingest as wi
 from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import AlertTracker
 from gateway.analytics.water_alerts import WaterAlerts
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
-from gateway.batch import AggregateBatch, ReadingBatch
+from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.events import Alert
 from gateway.logs import get_logger
+from gateway.parts import Wiring
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.analytics.water")
@@ -112,7 +110,7 @@ def _layout(registry: StreamRegistry, dmas: Sequence[DmaSettings]) -> _Layout:
 
 
 class WaterDetectors:
-    """The water Stage: `process(bundle)` adds 1-minute aggregates and alerts.
+    """The water Stage: `process(bundle)` adds the DMAs' alerts.
 
     `WaterDetectors(registry, dmas, settings=WaterSettings())`. Stream names in
     `dmas` are registered in `registry`. State lives here, across batches.
@@ -141,7 +139,6 @@ class WaterDetectors:
         )
         s = self.settings
         self._step = wm.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
-        self._agg_si, self._agg_sf = kernels.new_aggregate_state(len(registry))
         self._watermark = 0  # newest data time seen in any DMA stream
         self._first = 0
         self._build_matrices()
@@ -149,6 +146,16 @@ class WaterDetectors:
             self.dmas, self.settings, self.tracker, self._layout, self._slot_name,
             q_w=self._q_w, p_col=self._p_col,
         )  # fmt: skip
+
+    @classmethod
+    def create(
+        cls, wiring: Wiring, dmas: Sequence[DmaSettings], settings: WaterSettings
+    ) -> WaterDetectors:
+        return cls(wiring.registry, dmas, settings)
+
+    @staticmethod
+    def warm_up() -> None:
+        warm_up()
 
     # ------------------------------------------------------------------ layout
     def _build_matrices(self) -> None:
@@ -176,62 +183,15 @@ class WaterDetectors:
                 self._c_w[d, local] = 1.0
                 self._has_c[d] = True
 
-    def _grow(self) -> None:
-        n = len(self.registry)
-        have = self._agg_si.shape[0]
-        if n > have:
-            si, sf = kernels.new_aggregate_state(n)
-            si[:have], sf[:have] = self._agg_si, self._agg_sf
-            self._agg_si, self._agg_sf = si, sf
-
     # ------------------------------------------------------------------ stage
     def process(self, bundle: Bundle) -> Bundle:
         readings = bundle.readings
         if not len(readings):
             return bundle
-        readings = readings.sorted_by_time()
-        aggregates = self._aggregate(readings)
-        alerts = self.observe(readings)
-        if not len(aggregates) and not alerts:
+        alerts = self.observe(readings.sorted_by_time())
+        if not alerts:
             return bundle
-        return dataclasses.replace(
-            bundle,
-            aggregates=AggregateBatch.concat(
-                [b for b in (bundle.aggregates, aggregates) if len(b)]
-            ),
-            alerts=bundle.alerts + tuple(alerts),
-        )
-
-    def _aggregate(self, r: ReadingBatch) -> AggregateBatch:
-        self._grow()
-        n = len(r)
-        out_ts = np.empty(n, np.int64)
-        out_stream = np.empty(n, np.int32)
-        out_count = np.empty(n, np.int32)
-        out_f = np.empty((n, 5), np.float64)
-        value = np.where(r.quality & 15, np.nan, r.value)
-        k = kernels.aggregate(
-            r.ts,
-            r.stream,
-            value,
-            NS_PER_MIN,
-            self._agg_si,
-            self._agg_sf,
-            out_ts,
-            out_stream,
-            out_count,
-            out_f,
-        )
-        return AggregateBatch(
-            out_ts[:k],
-            out_stream[:k],
-            out_count[:k],
-            out_f[:k, 0].copy(),
-            out_f[:k, 1].copy(),
-            out_f[:k, 2].copy(),
-            out_f[:k, 3].copy(),
-            out_f[:k, 4].copy(),
-        )
+        return dataclasses.replace(bundle, alerts=bundle.alerts + tuple(alerts))
 
     def observe(self, r: ReadingBatch) -> list[Alert]:
         """Run the detectors over readings (sorted by ts); return alert transitions."""

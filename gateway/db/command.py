@@ -130,9 +130,10 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> PostgresSettings | None:
-    """[postgres] of the config file when given, with the flags given on top."""
+    """The config file's first PostgreSQL sink when given, with the flags given on top."""
     if args.config:
-        base = load_settings(args.config).postgres
+        found = load_settings(args.config).first_sink("postgres")
+        base = found if isinstance(found, PostgresSettings) else PostgresSettings()
     elif args.dsn:
         base = PostgresSettings(dsn=args.dsn)
     else:

@@ -22,7 +22,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.mqtt.client import MqttClient, MqttError, MqttSettings
 from gateway.mqtt.topics import check_prefix
-from gateway.parts import SinkUnavailable
+from gateway.parts import SinkUnavailable, Wiring
 from gateway.sinks.mqtt_status import StatusBoard
 from gateway.streams import StreamRegistry
 
@@ -65,6 +65,11 @@ class MqttSink:
         self.board = StatusBoard(registry, settings.prefix)
         self.published = 0
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def create(cls, name: str, settings: MqttPublishSettings, wiring: Wiring) -> MqttSink:
+        settings.broker.password()  # an unreadable secret stops the start, not the connect
+        return cls(settings, wiring.registry, name=name)
 
     async def open(self) -> None:
         self._task = asyncio.create_task(self.client.run(), name=f"sink:{self.name}:client")

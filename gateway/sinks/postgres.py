@@ -40,7 +40,7 @@ from gateway.db.settings import DEFAULT_RETENTION, PostgresSettings, RetentionSe
 from gateway.events import Alert, jsonable
 from gateway.logs import get_logger
 from gateway.metrics import Measurement
-from gateway.parts import SinkRejected, SinkUnavailable
+from gateway.parts import SinkRejected, SinkUnavailable, Wiring
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.sinks.postgres")
@@ -190,6 +190,10 @@ class PostgresSink:
         self._vehicles = np.full(0, -1, np.int32)  # local vehicle id -> vehicles.id
         self._mode: str | None = None
         self._last_prune = float("-inf")  # prune at the first write, then hourly
+
+    @classmethod
+    def create(cls, name: str, settings: PostgresSettings, wiring: Wiring) -> PostgresSink:
+        return cls.from_settings(settings, wiring.registry, wiring.gateway_id, name=name)
 
     @classmethod
     def from_settings(

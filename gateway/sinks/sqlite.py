@@ -11,6 +11,7 @@ synchronous=FULL so a confirmed write survives power loss.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.bundle import Bundle
-from gateway.parts import SinkRejected, SinkUnavailable
+from gateway.parts import SinkRejected, SinkUnavailable, Wiring
 from gateway.streams import StreamRegistry
 
 SCHEMA = """
@@ -50,6 +51,13 @@ CREATE TABLE IF NOT EXISTS rejects (
 """
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SqliteSettings:
+    path: str = dataclasses.field(
+        default="var/gateway.sqlite", metadata={"help": "embedded store on the gateway's disk"}
+    )
+
+
 TABLES = ("readings", "aggregates_1m", "vehicle_positions", "alerts", "events", "rejects")
 
 
@@ -60,6 +68,10 @@ class SqliteSink:
         self.registry = registry
         self._db: sqlite3.Connection | None = None
         self._ids: NDArray[np.int64] = np.full(0, -1, np.int64)  # registry id -> sqlite streams.id
+
+    @classmethod
+    def create(cls, name: str, settings: SqliteSettings, wiring: Wiring) -> SqliteSink:
+        return cls(settings.path, wiring.registry, name=name)
 
     async def open(self) -> None:
         await asyncio.to_thread(self._open)

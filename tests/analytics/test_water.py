@@ -251,22 +251,6 @@ def test_same_alerts_whatever_the_batch_size() -> None:
     assert results[0] == results[1] == results[2]
 
 
-def test_process_adds_one_minute_aggregates_and_keeps_the_bundle() -> None:
-    reg = StreamRegistry()
-    ts, s = dma_series(0.1, step_s=10)
-    batch = readings(reg, ts, s)
-    det = WaterDetectors(reg, [DMA])
-    out = det.process(Bundle(readings=batch))
-    assert out.readings is batch or len(out.readings) == len(batch)
-    agg = out.aggregates
-    sel = agg.stream == reg.id_of(FLOW)
-    assert np.all(agg.count[sel] == 6)  # 10 s samples: 6 per closed minute
-    first = s[FLOW][:6]
-    assert agg.mean[sel][0] == pytest.approx(first.mean())
-    assert agg.min[sel][0] == first.min() and agg.max[sel][0] == first.max()
-    assert agg.last[sel][0] == first[-1]
-
-
 def test_warm_up_compiles_the_kernels() -> None:
     from gateway.analytics import water  # noqa: PLC0415
 

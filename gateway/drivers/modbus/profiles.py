@@ -291,7 +291,9 @@ def load_profiles(folder: str | Path) -> dict[str, Profile]:
     out: dict[str, Profile] = {}
     root = Path(folder)
     if not root.is_dir():
-        raise ProfileError(str(folder), "", "profiles folder not found; set modbus.profiles_dir")
+        raise ProfileError(
+            str(folder), "", "profiles folder not found; set profiles_dir to a folder of *.toml"
+        )
     for path in sorted(root.glob("*.toml")):
         profile = load_profile(path)
         if profile.name in out:

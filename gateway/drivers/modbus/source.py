@@ -43,7 +43,7 @@ from gateway.drivers.modbus.scheduler import DevicePoll, Lane
 from gateway.drivers.modbus.settings import LineSettings, ModbusSettings
 from gateway.drivers.modbus.transport import open_link
 from gateway.events import Event
-from gateway.parts import Emit
+from gateway.parts import Emit, Wiring
 from gateway.streams import StreamRegistry
 
 
@@ -60,11 +60,15 @@ class DeviceStatus:
     info: Mapping[str, str | float] = dataclasses.field(default_factory=dict)
 
 
+DEFAULT_PROFILES_DIR = "config/profiles"
+
+
 def resolve_profiles_dir(configured: str) -> Path:
-    """The configured folder; a relative one that does not exist under the
-    working directory is looked up in the source tree (for `gateway demo`)."""
+    """The configured folder. The default, `config/profiles`, is looked up in the
+    source tree when the working directory has none (`gateway demo` from anywhere);
+    any other folder must exist, or loading the profiles says so."""
     path = Path(configured)
-    if path.is_dir() or path.is_absolute():
+    if path.is_dir() or configured != DEFAULT_PROFILES_DIR:
         return path
     return default_profiles_dir()
 
@@ -117,6 +121,11 @@ class ModbusSource:
         self._readings: list[ReadingBatch] = []
         self._events: list[Event] = []
         self._pending_rows = 0
+
+    @classmethod
+    def create(cls, name: str, settings: ModbusSettings, wiring: Wiring) -> ModbusSource:
+        """Loads and checks the profiles now: a missing one stops the start."""
+        return cls(settings, wiring.registry, name=name)
 
     @property
     def devices_total(self) -> int:

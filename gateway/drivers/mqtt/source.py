@@ -52,7 +52,7 @@ from gateway.events import Event, Reject
 from gateway.logs import get_logger
 from gateway.mqtt.client import MqttClient, MqttSettings
 from gateway.mqtt.topics import check_prefix
-from gateway.parts import Emit
+from gateway.parts import Emit, Wiring
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.mqtt")
@@ -220,6 +220,11 @@ class MqttSource:
             "health": self._health,
             "ais140": self._ais140_packet,
         }
+
+    @classmethod
+    def create(cls, name: str, settings: MqttSourceSettings, wiring: Wiring) -> MqttSource:
+        settings.broker.password()  # an unreadable secret stops the start, not the connect
+        return cls(settings, wiring.registry, name=name)
 
     @property
     def topics(self) -> list[str]:
