@@ -1,8 +1,16 @@
 """The runtime: one asyncio loop, one TaskGroup, sources in, sinks out.
 
-    Source.run(emit) --+                                 +--> Delivery --> Sink (PostgreSQL)
-    Source.run(emit) --+--> stages (analytics) --emit--> +--> Delivery --> Sink (SQLite, MQTT...)
-    Source.run(emit) --+        (in order)               one BundleQueue per sink
+    Source.run(emit) --+                  stage task, stages in a     +--> Delivery --> Sink
+    Source.run(emit) --+--> StageQueue --> worker thread, in order --> +--> Delivery --> Sink
+    Source.run(emit) --+    (bounded)     (aggregate, water, vehicle)   one queue per sink
+
+`emit` returns once its bundle has passed the stages and is in every sink's
+queue (the durable outbox for the databases), so a source acknowledges its
+input only then. The stages run off the event loop (numba kernels release the
+GIL), so a slow stage delays no Modbus poll, MQTT keep-alive or acknowledgement
+of what is already stored. A stage that raises is a bug: the supervisor logs
+it, the bundles it held go on to the sinks as they came (nothing is lost), and
+the stage task starts again.
 
 Each source and each delivery runs under the one supervisor, which restarts it
 with backoff when it fails, while the others keep running. A delivery whose
@@ -30,7 +38,9 @@ from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.parts import PipelineQueue, QueueClosed, Sink, Source, Stage
 from gateway.pipeline.delivery import Delivery
+from gateway.pipeline.outbox import OutboxError
 from gateway.pipeline.queue import BundleQueue
+from gateway.pipeline.stage_queue import Staged, StageQueue
 
 log = get_logger("gateway.runtime")
 
@@ -84,12 +94,22 @@ class Runtime:
         ]
         self.source_stats = {s.name: TaskStats() for s in sources}
         self.delivery_stats = {d.sink.name: TaskStats() for d in self.deliveries}
+        self.stage_stats = TaskStats()
+        self.staging = StageQueue(settings.queue_max_bytes)
+        self._held: list[Staged] = []  # taken by the stage task, not yet passed on
         self.rows_emitted = 0
 
     def measurements(self) -> Iterator[Measurement]:
         yield Measurement(
             "readings_emitted_total", self.rows_emitted, "readings emitted by sources", "counter"
         )
+        yield Measurement(
+            "stage_restarts_total",
+            self.stage_stats.restarts,
+            "times a stage raised; its bundles went on to the sinks unstaged",
+            "counter",
+        )
+        yield Measurement("stage_queue_rows", self.staging.rows, "rows waiting for the stages")
         for name, stats in self.source_stats.items():
             yield Measurement(
                 "source_restarts_total",
@@ -123,13 +143,56 @@ class Runtime:
                 yield Measurement(name, value, text, kind, (("sink", d.sink.name),))
 
     async def emit(self, bundle: Bundle) -> None:
+        if len(bundle):
+            await (await self.staging.put(bundle))
+
+    async def _stage(self) -> None:
+        """Take what the sources emitted, run the stages off the loop, pass it on."""
+        while (items := await self.staging.take(self.settings.batch_max_rows)) is not None:
+            self._held = items
+            bundle = Bundle.merge([i.bundle for i in items])
+            if self.stages:
+                bundle = await asyncio.to_thread(self._process, bundle)
+            await self._pass_on(bundle)
+
+    def _process(self, bundle: Bundle) -> Bundle:
         for stage in self.stages:
             bundle = stage.process(bundle)
-        if not len(bundle):
+        return bundle
+
+    async def _pass_on(self, bundle: Bundle) -> None:
+        """Into every sink's queue, then the emits return; a queue that cannot take
+        it (a disk that failed) raises in the emits, so the sources keep their input."""
+        items, self._held = self._held, []
+        try:
+            if len(bundle):
+                self.rows_emitted += len(bundle.readings)
+                for delivery in self.deliveries:
+                    await delivery.queue.put(bundle)
+        except (OutboxError, QueueClosed) as err:
+            for item in items:
+                if not item.done.done():  # a cancelled emit (stop) waits no more
+                    item.done.set_exception(err)
             return
-        self.rows_emitted += len(bundle.readings)
+        for item in items:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    def _abandon_staged(self) -> None:
+        rows = self.staging.rows + sum(len(i.bundle) for i in self._held)
+        log.error(
+            "runtime.abandoned",
+            rows=rows,
+            reason="a sink's memory queue stayed full past the shutdown deadline",
+        )
         for delivery in self.deliveries:
-            await delivery.queue.put(bundle)
+            delivery.stats.rows_abandoned += rows
+
+    async def _stage_failed(self, err: Exception) -> None:
+        """A stage raised: what it held goes on as the sources emitted it."""
+        self.stage_stats.last_error = f"{type(err).__name__}: {err}"
+        if self._held:
+            await self._pass_on(Bundle.merge([i.bundle for i in self._held]))
 
     async def run(self, stop: asyncio.Event) -> None:
         for sink in self.sinks:
@@ -141,6 +204,12 @@ class Runtime:
         )
         stopping = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
+            staging = tg.create_task(
+                self._supervise(
+                    "stages", self._stage, self.stage_stats, on_failure=self._stage_failed
+                ),
+                name="stages",
+            )
             for delivery in self.deliveries:
                 tg.create_task(
                     self._supervise(
@@ -168,6 +237,13 @@ class Runtime:
             for task in supervised:
                 task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
+            await self.staging.close()
+            # what the sources emitted goes through the stages first, unless a sink
+            # that is down keeps its queue full past the drain deadline
+            done, _ = await asyncio.wait([staging], timeout=self.settings.drain_timeout)
+            if not done:
+                self._abandon_staged()
+                staging.cancel()
             stopping.set()
             for delivery in self.deliveries:
                 delivery.stop(self.settings.drain_timeout)

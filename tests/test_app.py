@@ -111,11 +111,13 @@ async def test_unreachable_database_does_not_crash_the_daemon(
     async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
         config = config_for(sim, tmp_path, dead, drain=1.0, durable=durable)
         proc = await start_gateway(config)
-        await asyncio.sleep(4)
+        assert proc.stderr is not None
+        head = await asyncio.wait_for(proc.stderr.readuntil(b"event=sink.down"), 60)
+        await asyncio.sleep(2)
         assert proc.returncode is None, "the daemon must keep running without its database"
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
-    log = err.decode()
+    log = (head + err).decode()
     assert proc.returncode == 0, log
     assert log.count("event=sink.down") == 1, "logged once per change of state"
     assert "event=device.up" in log

@@ -59,6 +59,13 @@ class RecordingSink:
         self.closed = True
 
 
+def assert_nothing_lost(stored: list[int], next_ts: int) -> None:
+    """Every emit that returned is stored, once, in order. The emit in flight when the
+    stop came may be stored too, without its source having seen it return."""
+    confirmed = list(range(next_ts))
+    assert stored in (confirmed, [*confirmed, next_ts]), (stored[-3:], next_ts)
+
+
 async def run_for(runtime: Runtime, seconds: float) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
@@ -77,8 +84,8 @@ async def test_failed_source_is_restarted_while_others_keep_running() -> None:
     assert runtime.source_stats["flaky"].restarts == 3
     assert "ConnectionError" in runtime.source_stats["flaky"].last_error
     steady_ts = [ts for stream, ts in sink.ts if stream == 1]
-    assert steady_ts == list(range(steady.next_ts)), "steady lost nothing while flaky restarted"
-    assert [ts for stream, ts in sink.ts if stream == 0] == list(range(flaky.next_ts))
+    assert_nothing_lost(steady_ts, steady.next_ts)
+    assert_nothing_lost([ts for stream, ts in sink.ts if stream == 0], flaky.next_ts)
     assert sink.opened and sink.closed
 
 
@@ -127,5 +134,5 @@ async def test_stop_drains_everything_queued() -> None:
     settings = dataclasses.replace(FAST, batch_max_seconds=5.0, batch_max_rows=10**9)
     runtime = Runtime([source], [sink], settings=settings)
     await run_for(runtime, 0.2)
-    assert len(sink.ts) == source.next_ts > 0
-    assert np.all(np.diff([ts for _, ts in sink.ts]) == 1)
+    assert source.next_ts > 0
+    assert_nothing_lost([ts for _, ts in sink.ts], source.next_ts)

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -25,7 +26,10 @@ from gateway.events import Alert, Event, Severity
 from gateway.pipeline.outbox import Outbox
 from gateway.streams import StreamRegistry
 
-T0 = 1_765_000_000 * 10**9  # 2025-12-06, recent enough for every retention
+DAY = 86_400 * 10**9
+T0 = (int(os.environ.get("OUTBOX_TRAFFIC_NOW", time.time_ns())) // DAY - 1) * DAY
+"""Yesterday 00:00 UTC, so that no retention prunes the rows; the test hands its own
+`now` to the filling process, so both agree on T0 across a midnight."""
 STEP = 10**9
 STREAMS = [f"dma-{d:02d}/{p}/{q}" for d in range(1, 6) for p, q in
            (("inlet", "flow_lps"), ("pz-1", "pressure_m"), ("pz-2", "pressure_m"))]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.streams import StreamRegistry
-from tests.pipeline.outbox_traffic import STREAMS, VEHICLES, expected, registry_for
+from tests.pipeline.outbox_traffic import DAY, STREAMS, T0, VEHICLES, expected, registry_for
 
 ROOT = Path(__file__).resolve().parents[2]
 Rows = dict[str, set[tuple[object, ...]]]
@@ -31,6 +32,7 @@ def fill_and_kill(path: Path, seed: int) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.pipeline.outbox_traffic", str(path), str(seed)],
         cwd=ROOT,
+        env={**os.environ, "OUTBOX_TRAFFIC_NOW": str(T0 + DAY)},
         capture_output=True,
         timeout=120,
         check=False,
