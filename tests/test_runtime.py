@@ -1,8 +1,6 @@
 import asyncio
 import dataclasses
 
-import numpy as np
-
 from gateway.backoff import Backoff
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle

@@ -131,8 +131,13 @@ def test_kill_9_at_random_moments_then_restart(pg_dsn: str, tmp_path: Path) -> N
     args = [sys.executable, str(PROCESS), pg_dsn, str(tmp_path / "outbox.sqlite")]
     args += [str(tmp_path / "mark"), "--t0", str(T0)]
     rng = np.random.default_rng(5)
-    for delay in rng.uniform(0.8, 2.0, size=3):
+    for delay in rng.uniform(0.0, 1.0, size=3):
+        start = accepted(tmp_path)
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(600):  # a random moment once it is writing, however slow its start
+            if accepted(tmp_path) > start:
+                break
+            time.sleep(0.05)
         time.sleep(float(delay))
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
