@@ -13,7 +13,10 @@ from bench import nab
 
 @pytest.fixture(scope="module")
 def corpus() -> tuple[list[nab.NabFile], list[np.ndarray], dict[str, nab.CostMatrix]]:
-    root = nab.nab_root()  # raises FileNotFoundError naming the folder when data is missing
+    try:
+        root = nab.nab_root()
+    except nab.NabDataMissing as err:  # a benchmark's full data set, not in a clone
+        pytest.skip(str(err))
     files = nab.load_corpus(root)
     return files, nab.artime_scores(root, files), nab.load_profiles(root)
 
