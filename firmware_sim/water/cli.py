@@ -140,7 +140,7 @@ async def serve(sim: WaterNetworkSim, duration: float) -> None:
         print(f"{'device':<18} {'unit':>4} {'tcp port':>8}  profile")
         for m in sim.devices:
             port = str(m.tcp_port) if settings.tcp else "-"
-            print(f"{m.name:<18} {m.unit_id:>4} {port:>8}  {m.profile.name}")
+            print(f"{m.name:<18} {m.unit_id:>4} {port:>8}  {m.profile}")
         if sim.rtu_port:
             print(f"RTU on {sim.rtu_port} (baud {settings.baudrate or 'unlimited'})")
         sys.stdout.flush()
