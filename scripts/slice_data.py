@@ -12,7 +12,8 @@ same bytes (zip entries carry a fixed date), so a diff shows a real change.
     tests/data/gtfs/                  Cairns GTFS, route 110: shapes, trips, stop_times, calendar
     tests/data/avl/                   CapMetro AVL and its GTFS for a few trips: past 24:00,
                                       loops, repeated stops
-    tests/data/nab/                   the first 3,000 rows of one NAB series
+    tests/data/nab/                   the first 3,000 rows of one NAB series, and a corpus of
+                                      one short NAB file with ARTime's scores (corpus/)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import re
 import shutil
@@ -118,7 +120,7 @@ def slice_cairns(feed: Path, sim_out: Path, test_out: Path, licence_text: str) -
     shape_of: dict[str, str] = {}
     for trip in tables["trips.txt"]:
         shape_of.setdefault(trip["route_id"], trip["shape_id"])
-    first_trips = {}
+    first_trips: dict[str, Row] = {}
     for trip in tables["trips.txt"]:
         if shape_of[trip["route_id"]] == trip["shape_id"]:
             first_trips.setdefault(trip["route_id"], trip)
@@ -250,6 +252,10 @@ def slice_capmetro(avl_dir: Path, sim_out: Path, test_out: Path) -> None:
 
 NAB_FILE = "realKnownCause/machine_temperature_system_failure.csv"
 NAB_ROWS = 3000
+# a corpus of one short file (three windows) laid out as NAB is, for the scorer: data, windows,
+# cost profiles, ARTime's per-row scores and its published per-file scores
+NAB_CORPUS = ("realAdExchange/exchange-3_cpc_results.csv",)
+NAB_PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
 def slice_nab(nab: Path, out: Path) -> None:
@@ -259,6 +265,28 @@ def slice_nab(nab: Path, out: Path) -> None:
     with (out / Path(NAB_FILE).name).open("w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
     licence(nab / "LICENSE.txt", out)
+    corpus = out / "corpus"
+    windows = json.loads((nab / "labels" / "combined_windows.json").read_text())
+    (corpus / "labels").mkdir(parents=True)
+    (corpus / "config").mkdir()
+    picked = {name: windows[name] for name in NAB_CORPUS}
+    (corpus / "labels" / "combined_windows.json").write_text(json.dumps(picked, indent=1) + "\n")
+    shutil.copyfile(nab / "config" / "profiles.json", corpus / "config" / "profiles.json")
+    artime = nab / "results" / "ARTime"
+    for name in NAB_CORPUS:
+        (corpus / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(nab / "data" / name, corpus / "data" / name)
+        category, base = name.split("/")
+        result = corpus / "results" / "ARTime" / category / f"ARTime_{base}"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(
+            result, ["timestamp", "anomaly_score"], read_csv(artime / category / f"ARTime_{base}")
+        )
+    for profile in NAB_PROFILES:
+        table = artime / f"ARTime_{profile}_scores.csv"
+        scores = read_csv(table)
+        write_csv(corpus / "results" / "ARTime" / table.name, list(scores[0]),
+                  [r for r in scores if r["File"] in NAB_CORPUS])  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------------------
