@@ -147,6 +147,8 @@ def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
 def load_map(path: Path) -> RegisterMap:
     with path.open("rb") as fh:
         data = tomllib.load(fh)
+    if not isinstance(data.get("model"), str):
+        raise MapError(f'{path}: needs the model\'s name, e.g. model = "emf-flow-meter"')
     fields = []
     for n, raw in enumerate(data.get("register", [])):
         field = _build(Field, raw, f"{path}: register {n + 1}")
