@@ -12,6 +12,7 @@ from firmware_sim.buses.avl import DEFAULT_AVL, AvlReplay, load_avl
 from firmware_sim.buses.fleet import FAULT_KINDS, Fault, Fleet, FleetSettings, Message
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import CairnsRoutes, PmpmlRoutes, RouteDataMissing
+from firmware_sim.help_format import HelpFormatter
 
 EXAMPLES = """\
 examples:
@@ -95,10 +96,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--ca-file", default=None, help="CA bundle: connect with TLS")
     parser.add_argument("--dry-run", action="store_true", help="print 'topic payload' lines")
     parser.set_defaults(func=run_buses)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples as written, and every option's default in --help."""
 
 
 def _start_ms(args: argparse.Namespace, now_s: float) -> int:

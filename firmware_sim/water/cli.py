@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import get_args
 
+from firmware_sim.help_format import HelpFormatter
 from firmware_sim.water.devices import FaultKind, FaultSpec
 from firmware_sim.water.model import LeakSpec, ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
@@ -69,10 +70,6 @@ def parse_fault(text: str) -> FaultSpec:
     start = parse_duration(parts[2]) if len(parts) > 2 else 0.0
     end = parse_duration(parts[3]) if len(parts) > 3 else math.inf
     return FaultSpec(device=parts[1], kind=parts[0], start_s=start, end_s=end)  # type: ignore[arg-type]
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples as written, and every option's default in --help."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -266,6 +266,8 @@ def test_duration_is_real_seconds_as_for_the_water_sim(capsys: pytest.CaptureFix
     for text in help_of.values():
         assert "real seconds to run; 0: until Ctrl-C (default: 0.0)" in " ".join(text.split())
     assert "(default: 10)" in help_of["buses"] and "(default: 5020)" in help_of["water"]
+    for empty in ("None", "False", "[]", ")"):  # a default of nothing goes unsaid
+        assert all(f"(default: {empty}" not in text for text in help_of.values())
 
 
 def cli(*argv: str) -> argparse.Namespace:
