@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -195,12 +196,14 @@ def test_cli_replays_avl_onto_the_broker(mqtt_prefix: str) -> None:
     """`gateway sim buses --replay-avl CSV` puts every fix of the file on the wire."""
     received: list[paho.MQTTMessage] = []
     listener = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"l-{mqtt_prefix}")
+    subscribed = threading.Event()
     listener.on_message = lambda _c, _u, msg: received.append(msg)
+    listener.on_subscribe = lambda *_: subscribed.set()
     listener.connect("127.0.0.1", 1883)
     listener.subscribe(f"{mqtt_prefix}/v1/+/pvt", qos=1)
     listener.loop_start()
     try:
-        time.sleep(0.3)  # the subscription is in place before the replay starts
+        assert subscribed.wait(10)  # the broker has the subscription before the replay starts
         args = cli("--replay-avl", str(AVL_SLICE), "--speed", "100000", "--prefix", mqtt_prefix)
         assert args.func(args) == 0
         deadline = time.monotonic() + 10
