@@ -33,7 +33,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,14 +47,22 @@ Detect = Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
 PROBATION_FRACTION = 0.15
 
 
-def nab_root() -> Path:
-    """`$GATEWAY_SHARED_DATA/nab`, default `<repo>/../shared/data/nab`."""
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    root = Path(os.environ.get("GATEWAY_SHARED_DATA", default)) / "nab"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+class NabDataMissing(FileNotFoundError):
+    pass
+
+
+def nab_root(data: Path = DEFAULT_DATA) -> Path:
+    """`<data>/nab`, the full Numenta Anomaly Benchmark; `data` defaults to the
+    `../shared/data` beside the repository."""
+    root = data / "nab"
     if not (root / "labels" / "combined_windows.json").is_file():
-        raise FileNotFoundError(
-            f"NAB data not found at {root.resolve()}: set GATEWAY_SHARED_DATA to the folder "
-            "holding nab/ (data/, labels/, config/, results/)"
+        raise NabDataMissing(
+            f"NAB data not found at {root.resolve()}: this needs the Numenta Anomaly "
+            "Benchmark (data/, labels/, config/, results/ARTime/ of "
+            "https://github.com/numenta/NAB, MIT) in <DIR>/nab; pass --data DIR"
         )
     return root
 
@@ -333,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder holding nab/ (default: ../shared/data beside the repository)",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("artime", help="rescore ARTime's published anomaly_score columns")
     run = sub.add_parser("run", help="stream every file through gateway's generic detector")
@@ -340,7 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--out", type=Path, help="write per-row score CSVs under this folder")
     args = parser.parse_args(argv)
 
-    root = nab_root()
+    try:
+        root = nab_root(args.data)
+    except NabDataMissing as err:
+        print(f"bench.nab: {err}", file=sys.stderr)
+        return 2
     files = load_corpus(root)
     profiles = load_profiles(root)
     if args.cmd == "artime":

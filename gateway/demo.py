@@ -30,6 +30,7 @@ from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import PmpmlRoutes
 from firmware_sim.water.model import LeakSpec, ModelSettings, WaterModel
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
+from gateway import simulated
 from gateway.analytics import kernels, water
 from gateway.analytics.aggregate import AggregateStage
 from gateway.analytics.vehicle import VehicleRules
@@ -117,10 +118,10 @@ class FleetView:
 
 def modbus_settings(sim: WaterNetworkSim, interval: float, rtu: bool) -> ModbusSettings:
     """Every meter over TCP, or odd DMAs over TCP and even ones over RTU on the pty."""
-    tcp = sim.modbus_settings(interval=interval)
+    tcp = simulated.modbus_settings(sim, interval=interval)
     if not rtu:
         return tcp
-    serial = sim.modbus_settings(interval=interval, rtu=True)
+    serial = simulated.modbus_settings(sim, interval=interval, rtu=True)
 
     def on_rtu(name: str) -> bool:
         return int(name.split("/", maxsplit=1)[0].removeprefix("dma-")) % 2 == 0

@@ -1,5 +1,8 @@
 """Replay real AVL (CapMetro, Austin, 2016-12-16) as `pvt` messages.
 
+The package ships a day of five buses (data/avl/); the full day of 279 buses is
+`capmetro_2016-12-16.csv` in the CapMetrics data (see data/README.md).
+
 Each row becomes one `pvt` JSON message from vehicle `CM-<vehicle_id>`, in time
 order. Timestamps are shifted so that the replay's last fix is stamped at the
 real time the replay ends: at N x speed every message is then in the past, never
@@ -14,13 +17,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from firmware_sim.buses.fleet import Message
-from firmware_sim.buses.routes import _need, shared_data
-from gateway.drivers.mqtt.topics import data_topic
+from firmware_sim.buses.fleet import Message, unit_topic
+from firmware_sim.buses.routes import DATA, need
 
-
-def default_avl() -> Path:
-    return shared_data() / "avl" / "capmetro_2016-12-16.csv"
+DEFAULT_AVL = DATA / "avl" / "capmetro_2016-12-16_sample.csv"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,10 +32,10 @@ class AvlFix:
     speed_kmh: float
 
 
-def load_avl(path: Path | None = None, limit: int = 0) -> list[AvlFix]:
+def load_avl(path: Path | str = DEFAULT_AVL, limit: int = 0) -> list[AvlFix]:
     """The fixes in time order (the first `limit` rows of the file when limit > 0)."""
     fixes = []
-    with _need(path or default_avl()).open(newline="") as fh:
+    with need(path).open(newline="") as fh:
         for n, row in enumerate(csv.DictReader(fh)):
             if limit and n >= limit:
                 break
@@ -104,5 +104,5 @@ class AvlReplay:
             "lon": fix.lon,
             "speed_kmh": round(fix.speed_kmh, 2),
         }
-        topic = data_topic(fix.vehicle, "pvt", self.prefix)
+        topic = unit_topic(self.prefix, fix.vehicle, "pvt")
         return Message(topic, json.dumps(body).encode(), self.qos)

@@ -31,9 +31,9 @@ import random
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
+from firmware_sim.buses import ecu
 from firmware_sim.buses.routes import Route, offset
-from gateway.drivers.mqtt import ais140, j1939
-from gateway.drivers.mqtt.topics import data_topic
+from gateway.drivers.mqtt import ais140
 
 FaultKind = Literal[
     "gps_jump", "silence", "overheat", "oil_drop", "battery_sag", "panic", "dtc", "detour"
@@ -51,7 +51,8 @@ FAULT_KINDS: tuple[str, ...] = (
 PvtFormat = Literal["json", "ais140", "both"]
 CanFormat = Literal["signals", "frames"]
 _PROFILE = ais140.load_profiles()["gwsim"]
-_J1939 = j1939.J1939Decoder()
+_ECU = ecu.EcuEncoder()
+TOPIC_VERSION = "v1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +87,11 @@ class Message:
     topic: str
     payload: bytes
     qos: int = 1
+
+
+def unit_topic(prefix: str, vehicle: str, kind: str) -> str:
+    """Where a unit publishes: `<prefix>/v1/<vehicle>/<kind>`, as its firmware is set up."""
+    return f"{prefix}/{TOPIC_VERSION}/{vehicle}/{kind}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -243,7 +249,7 @@ class Bus:
         return out
 
     def _topic(self, kind: str) -> str:
-        return data_topic(self.id, kind, self.settings.prefix)  # type: ignore[arg-type]
+        return unit_topic(self.settings.prefix, self.id, kind)
 
     def _json(self, kind: str, body: Mapping[str, object]) -> Message:
         payload = {"v": 1, "vehicle": self.id, **body, "seq": self._next_seq(kind)}
@@ -330,24 +336,19 @@ class Bus:
     def _can(self, now_ms: int) -> Message:
         if self.settings.can_format == "signals":
             return self._json("can", {"ts": now_ms, "signals": self._signals()})
-        frames = _J1939.encode_signals(self._signals())
+        frames = _ECU.frames(self._signals())
         body = [{"id": i, "data": d.hex()} for i, d in frames]
         return self._json("can", {"ts": now_ms, "frames": body})
 
     def _dm1(self, now_ms: int) -> Message:
         red = any(spn == 110 for spn, _, _ in self.active_dtc)
-        lamps = j1939.Lamps(red=int(red), amber=int(bool(self.active_dtc)))
+        amber = bool(self.active_dtc)
         if self.settings.can_format == "signals":
             faults = [{"spn": s, "fmi": f, "oc": o} for s, f, o in self.active_dtc]
-            body: dict[str, object] = {"ts": now_ms, "lamps": dataclasses.asdict(lamps)}
-            body["faults"] = faults
+            lamps = {"mil": 0, "red": int(red), "amber": int(amber), "protect": 0}
+            body: dict[str, object] = {"ts": now_ms, "lamps": lamps, "faults": faults}
             return self._json("dtc", body)
-        payload = j1939.encode_dm1(self.active_dtc, lamps)
-        frames = (
-            [(j1939.can_id_of(j1939.PGN_DM1), payload)]
-            if len(payload) <= 8
-            else j1939.bam_frames(j1939.PGN_DM1, payload)
-        )
+        frames = ecu.dm1_frames(ecu.dm1(self.active_dtc, red=red, amber=amber))
         return self._json(
             "dtc", {"ts": now_ms, "frames": [{"id": i, "data": d.hex()} for i, d in frames]}
         )

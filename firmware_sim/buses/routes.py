@@ -5,6 +5,9 @@ PMPML's published data has stops and route variants ("Swargate to Narayanpur
 stop to its destination stop through the real stops in a corridor between them,
 ordered along the way; the stop names and positions are real, the path between
 them is straight lines. Cairns' GTFS has real shapes, for route deviation tests.
+
+Both ship with the package, under data/ (see data/README.md), cut from the full
+sets by scripts/slice_data.py: the simulator needs nothing beside the repository.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import csv
 import dataclasses
 import io
 import math
-import os
-import re
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -23,28 +24,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 EARTH_M = 6_371_000.0
-_ROUTE_NAME = re.compile(r"^(?P<a>.+?) to (?P<b>.+?)(?: \((?P<dir>UP|DOWN)\))?$")
+DATA = Path(__file__).resolve().parent / "data"
 
 
 class RouteDataMissing(FileNotFoundError):
     pass
 
 
-def shared_data() -> Path:
-    """The shared data folder: $GATEWAY_SHARED_DATA, else ../shared/data beside the repo."""
-    env = os.environ.get("GATEWAY_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        raise RouteDataMissing(
-            f"{path} is missing: the bus simulator reads the shared data sets from "
-            "../shared/data (or $GATEWAY_SHARED_DATA)"
-        )
+def need(path: Path | str) -> Path:
+    """`path` as a Path, or RouteDataMissing naming it when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RouteDataMissing(f"{path} is missing: give the path of an existing file")
     return path
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with need(path).open(newline="", encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -101,69 +98,43 @@ def _cumulative(lat: NDArray[np.float64], lon: NDArray[np.float64]) -> NDArray[n
 
 
 class PmpmlRoutes:
-    """PMPML route variants built lazily as stop chains (see the module docstring)."""
+    """PMPML route variants as stop chains (see the module docstring), read from
+    `folder` (stops.txt, routes.txt, route_stops.txt; default: the shipped data)."""
 
-    def __init__(self, folder: Path | None = None, corridor_m: float = 600.0) -> None:
-        folder = folder or shared_data() / "gtfs" / "pmpml"
-        with _need(folder / "stops.txt").open(newline="") as fh:
-            stops = list(csv.DictReader(fh))
-        with _need(folder / "routes.txt").open(newline="") as fh:
-            self.routes = list(csv.DictReader(fh))
-        self.names = np.array([s["stop_name"] for s in stops], dtype=object)
-        self.lat = np.array([float(s["stop_lat"]) for s in stops])
-        self.lon = np.array([float(s["stop_lon"]) for s in stops])
-        self._by_name: dict[str, int] = {}
-        for i, name in enumerate(self.names):
-            self._by_name.setdefault(str(name).lower(), i)
-        self.corridor_m = corridor_m
-        self._cache: dict[int, Route] = {}
+    def __init__(self, folder: Path | None = None) -> None:
+        folder = folder or DATA / "pmpml"
+        stops = {s["stop_id"]: s for s in _csv(folder / "stops.txt")}
+        chains: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for row in _csv(folder / "route_stops.txt"):
+            chains[row["route_id"]].append((int(row["stop_sequence"]), row["stop_id"]))
+        self.routes: list[Route] = []
+        for row in _csv(folder / "routes.txt"):
+            chain = [stops[stop_id] for _, stop_id in sorted(chains[row["route_id"]])]
+            if len(chain) < 2:
+                raise RouteDataMissing(
+                    f"{folder / 'route_stops.txt'}: route {row['route_id']} has "
+                    f"{len(chain)} stops; it needs two or more (re-cut it with "
+                    "scripts/slice_data.py)"
+                )
+            lat = np.array([float(s["stop_lat"]) for s in chain])
+            lon = np.array([float(s["stop_lon"]) for s in chain])
+            name = f"{row['route_short_name']} {row['route_long_name']}"
+            names = tuple(s["stop_name"] for s in chain)
+            self.routes.append(Route(row["route_id"], name, lat, lon, names, _cumulative(lat, lon)))
 
     def __len__(self) -> int:
         return len(self.routes)
 
     def route(self, index: int) -> Route:
-        found = self._cache.get(index)
-        if found is None:
-            found = self._cache[index] = self._build(index)
-        return found
-
-    def _build(self, index: int) -> Route:
-        row = self.routes[index]
-        name = f"{row['route_short_name']} {row['route_long_name']}"
-        m = _ROUTE_NAME.match(row["route_long_name"])
-        a = self._by_name.get(m.group("a").lower()) if m else None
-        b = self._by_name.get(m.group("b").lower()) if m else None
-        if a is None or b is None or a == b:
-            a, b = 0, len(self.names) - 1  # never for the shipped data; keeps a route usable
-        lat0 = math.radians(self.lat[a])
-        x = np.radians(self.lon - self.lon[a]) * EARTH_M * math.cos(lat0)
-        y = np.radians(self.lat - self.lat[a]) * EARTH_M
-        bx, by = x[b], y[b]
-        length = math.hypot(bx, by) or 1.0
-        t = (x * bx + y * by) / (length * length)  # position along origin -> destination
-        d = np.abs(x * by - y * bx) / length  # distance from the line
-        inside = (t > 0) & (t < 1) & (d < self.corridor_m)
-        idx = np.flatnonzero(inside)
-        idx = idx[np.argsort(t[idx])]
-        chosen = [a]
-        last_t = 0.0
-        for i in idx:  # at most one stop per 300 m along the way
-            if (t[i] - last_t) * length >= 300.0:
-                chosen.append(int(i))
-                last_t = float(t[i])
-        chosen.append(b)
-        lat = self.lat[chosen].astype(np.float64)
-        lon = self.lon[chosen].astype(np.float64)
-        names = tuple(str(self.names[i]) for i in chosen)
-        return Route(row["route_id"], name, lat, lon, names, _cumulative(lat, lon))
+        return self.routes[index]
 
 
 class CairnsRoutes:
     """Cairns GTFS routes with their real shapes (one shape per route)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        path = path or shared_data() / "gtfs" / "cairns_gtfs.zip"
-        with zipfile.ZipFile(_need(path)) as zf:
+        path = path or DATA / "cairns" / "cairns_routes.zip"
+        with zipfile.ZipFile(need(path)) as zf:
 
             def rows(name: str) -> list[dict[str, str]]:
                 with zf.open(name) as fh:

@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import get_args
 
+from firmware_sim.help_format import HelpFormatter
 from firmware_sim.water.devices import FaultKind, FaultSpec
 from firmware_sim.water.model import LeakSpec, ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
@@ -30,7 +31,8 @@ examples:
 
   mbpoll -m tcp -p 5020 -a 1 -t 3:float -B -r 1 -c 1 -1 127.0.0.1   inlet flow (L/s) of DMA 1
 
-Times take s, m, h or d (sim time since the start). Fault kinds: stuck, dead, slow,
+Times take s, m, h or d (sim time since the start); --duration is real (wall) seconds,
+as for `gateway sim buses`. Fault kinds: stuck, dead, slow,
 garbage, crc, exception, wrong_unit, and the alarm bits tamper, low_battery, empty_pipe, meter_leak,
 reverse_flow. Device k (in the printed order, from 0) listens on port PORT_BASE + k.
 The same --seed gives the same readings at the same sim time.
@@ -78,9 +80,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "diurnal demand, leaks, bursts and faults, served over Modbus TCP and over RTU on a "
         "pty pair. Deterministic for a seed; sim time can run faster than real time.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--dmas", type=int, default=1, help="DMAs (default: %(default)s)")
+    parser.add_argument("--dmas", type=int, default=1, help="DMAs")
     parser.add_argument("--zone-points", type=int, default=1, help="interior pressure loggers")
     parser.add_argument("--amr", type=int, default=0, help="customer AMR meters per DMA")
     parser.add_argument("--hf-logger", action="store_true", help="a 100 Hz logger per DMA")
@@ -97,7 +99,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         default=[], metavar="DMA:AT:RATE", help="inject a burst")  # fmt: skip
     parser.add_argument("--fault", type=parse_fault, action="append", default=[],
                         metavar="KIND:DEVICE[:START[:END]]", help="inject a fault")  # fmt: skip
-    parser.add_argument("--duration", type=float, default=0.0, help="real seconds; 0: Ctrl-C")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="real seconds to run; 0: until Ctrl-C"
+    )
     parser.set_defaults(func=run)
 
 
@@ -133,7 +137,7 @@ async def serve(sim: WaterNetworkSim, duration: float) -> None:
         print(f"{'device':<18} {'unit':>4} {'tcp port':>8}  profile")
         for m in sim.devices:
             port = str(m.tcp_port) if settings.tcp else "-"
-            print(f"{m.name:<18} {m.unit_id:>4} {port:>8}  {m.profile.name}")
+            print(f"{m.name:<18} {m.unit_id:>4} {port:>8}  {m.profile}")
         if sim.rtu_port:
             print(f"RTU on {sim.rtu_port} (baud {settings.baudrate or 'unlimited'})")
         sys.stdout.flush()

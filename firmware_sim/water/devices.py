@@ -1,10 +1,9 @@
-"""Simulated meters: the model's state written into register images by profile.
+"""Simulated meters: the model's state written into register images by register map.
 
-Each SimMeter renders its register map from the same profile files the gateway
-reads (config/profiles), through `gateway.drivers.modbus.registers.encode`; the
-interop tests with mbpoll check the encoding independently of our decoder.
+Each SimMeter renders its model's own register map (registers.py, maps/*.toml),
+not the gateway's profiles, so the gateway reading the simulator checks both.
 
-    SimMeter(name, profile, unit_id, dma, role, index=0)
+    SimMeter(name, regmap, unit_id, dma, role, index=0)
     FaultSpec(device, kind, start_s=0.0, end_s=inf, delay_s=0.5, code=4)
 """
 
@@ -17,8 +16,7 @@ from typing import Literal
 import numpy as np
 
 from firmware_sim.water.model import WaterModel
-from gateway.drivers.modbus.profiles import Point, Profile
-from gateway.drivers.modbus.registers import encode, encode_string
+from firmware_sim.water.registers import Field, RegisterMap, wrap
 
 Role = Literal["inlet", "zone", "amr", "hf"]
 FaultKind = Literal[
@@ -45,32 +43,23 @@ class FaultSpec:
         return self.start_s <= t < self.end_s
 
 
-def _table_size(profile: Profile, fc: int) -> int:
-    ends = [p.end for p in profile.points if p.fc == fc]
-    block = profile.sample_block
-    if block is not None and block.fc == fc:
-        ends += [block.seq_address + 2, block.data_address + block.size]
-    return max(ends, default=0) + 8  # spare registers for setpoints the gateway writes
-
-
 class SimMeter:
     def __init__(
-        self, name: str, profile: Profile, *, unit_id: int, dma: int, role: Role, index: int = 0
+        self, name: str, regmap: RegisterMap, *, unit_id: int, dma: int, role: Role, index: int = 0
     ) -> None:
         self.name = name
-        self.profile = profile
+        self.regmap = regmap
+        self.profile = regmap.model  # the name of the gateway profile that reads this model
         self.unit_id = unit_id
         self.dma = dma  # 0-based
         self.role = role
         self.index = index
         self.tcp_port = 0
-        self.tables: dict[int, list[int]] = {
-            fc: [0] * _table_size(profile, fc) for fc in (1, 2, 3, 4)
-        }
+        self.tables: dict[int, list[int]] = {fc: [0] * regmap.size(fc) for fc in (1, 2, 3, 4)}
         self.faults: list[FaultSpec] = []
-        for p in profile.points:
-            if p.name == "valve_open":
-                self.tables[p.fc][p.address] = 1  # valves power on open
+        for f in regmap.fields:
+            if f.type == "bool":
+                self.tables[f.fc][f.address] = f.power_on
         self.requests = 0
         self._rendered_tick = -1
         self._noise = np.random.default_rng(unit_id * 7919 + dma).standard_normal(4093)
@@ -125,7 +114,7 @@ class SimMeter:
         if self._rendered_tick != model.ticks:
             self._render_points(model)
             self._rendered_tick = model.ticks
-        block = self.profile.sample_block
+        block = self.regmap.buffer
         if block is not None:
             self._render_block(
                 model,
@@ -142,25 +131,23 @@ class SimMeter:
     def _render_points(self, model: WaterModel) -> None:
         values = self.values(model)
         bits: dict[tuple[int, int], int] = {}
-        for p in self.profile.points:
-            if p.type == "string":
-                self._put(p, encode_string(p, f"SIM{self.unit_id:05d}"))
+        for f in self.regmap.fields:
+            if f.type == "string":
+                self._put(f, f.encode_text(f"SIM{self.unit_id:05d}"))
                 continue
-            if p.name not in values and p.type != "bit":
+            if f.name not in values and f.type != "bit":
                 continue  # not modelled: keeps its power-on or written value
-            value = values.get(p.name, 0.0)
-            if p.rollover > 0:
-                value = math.fmod(value, p.rollover)
-            if p.type == "bit":
-                key = (p.fc, p.address)
-                bits[key] = bits.get(key, 0) | (int(value >= 0.5) << p.bit)
+            value = wrap(f, values.get(f.name, 0.0))
+            if f.type == "bit":
+                key = (f.fc, f.address)
+                bits[key] = bits.get(key, 0) | f.encode(value)[0]
                 continue
-            self._put(p, encode(p, value))
+            self._put(f, f.encode(value))
         for (fc, address), word in bits.items():
             self.tables[fc][address] = word
 
-    def _put(self, p: Point, regs: list[int]) -> None:
-        self.tables[p.fc][p.address : p.address + len(regs)] = regs
+    def _put(self, f: Field, regs: list[int]) -> None:
+        self.tables[f.fc][f.address : f.address + len(regs)] = regs
 
     def _render_block(
         self,

@@ -14,14 +14,17 @@ bytes and CRC errors on the outgoing frame.
     await sim.start()
     sim.devices            # [SimMeter(name="dma-01/inlet", unit_id=1, tcp_port=...)...]
     sim.rtu_port           # e.g. "/dev/pts/5" when rtu=True
-    settings = sim.modbus_settings(interval=1.0)   # a ModbusSettings that polls it
     await sim.stop()
 
     WaterSimSettings(model=ModelSettings(), zone_points=1, hf_logger=False,
                      host="127.0.0.1", tcp=True, tcp_port_base=0, rtu=False,
                      rtu_over_tcp=False, baudrate=0, speed=1.0, faults=())
     WaterNetworkSim(settings: WaterSimSettings = WaterSimSettings(), *,
-                    profiles: Mapping[str, Profile] | None = None)
+                    maps: Mapping[str, RegisterMap] | None = None)
+
+The simulator knows nothing of the gateway: gateway.simulated builds the settings
+that poll it from `devices` (name, unit_id, tcp_port, profile), `rtu_port` and
+`rtu_tcp_port`.
 """
 
 from __future__ import annotations
@@ -31,20 +34,19 @@ import dataclasses
 import logging
 import random
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
+from pymodbus.framer.rtu import FramerRTU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.water.devices import FaultSpec, SimMeter
 from firmware_sim.water.model import ModelSettings, WaterModel
+from firmware_sim.water.registers import RegisterMap, load_maps
 from firmware_sim.water.wire import PtyWire
-from gateway.drivers.modbus.profiles import Profile, default_profiles_dir, load_profiles
-from gateway.drivers.modbus.settings import DeviceSettings, LineSettings, ModbusSettings
-from gateway.drivers.modbus.transport import crc16
 
 _TABLE = {1: 1, 5: 1, 15: 1, 2: 2, 3: 3, 6: 3, 16: 3, 23: 3, 4: 4}
 
@@ -72,16 +74,14 @@ class WaterSimSettings:
             raise ValueError("serve over tcp, rtu, rtu_over_tcp or a mix")
 
 
-def build_meters(settings: WaterSimSettings, profiles: Mapping[str, Profile]) -> list[SimMeter]:
+def build_meters(settings: WaterSimSettings, maps: Mapping[str, RegisterMap]) -> list[SimMeter]:
     """The meters of every DMA, with unit ids unique across the network (so all
     of them can share one RTU line)."""
     meters: list[SimMeter] = []
 
-    def add(name: str, profile: str, dma: int, role: Any, index: int = 0) -> None:
+    def add(name: str, model: str, dma: int, role: Any, index: int = 0) -> None:
         meters.append(
-            SimMeter(
-                name, profiles[profile], unit_id=len(meters) + 1, dma=dma, role=role, index=index
-            )
+            SimMeter(name, maps[model], unit_id=len(meters) + 1, dma=dma, role=role, index=index)
         )
 
     for d in range(settings.model.dmas):
@@ -113,12 +113,12 @@ class WaterNetworkSim:
         self,
         settings: WaterSimSettings | None = None,
         *,
-        profiles: Mapping[str, Profile] | None = None,
+        maps: Mapping[str, RegisterMap] | None = None,
     ) -> None:
         self.settings = settings or WaterSimSettings()
-        self.profiles = dict(profiles or load_profiles(default_profiles_dir()))
+        self.maps = dict(maps or load_maps())
         self.model = WaterModel(self.settings.model, zone_points=self.settings.zone_points)
-        self.devices = build_meters(self.settings, self.profiles)
+        self.devices = build_meters(self.settings, self.maps)
         self.rtu_port: str | None = None
         self.rtu_tcp_port: int | None = None  # a serial-to-Ethernet converter's port
         self.wire: PtyWire | None = None
@@ -290,66 +290,9 @@ class WaterNetworkSim:
                 if kind == "tcp":
                     return data[:6] + bytes([other]) + data[7:]
                 body = bytes([other]) + data[1:-2]
-                return body + crc16(body).to_bytes(2, "little")
+                return body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
             if kind == "tcp":
                 return data[:-2]  # tcp has no CRC: a truncated frame instead
             return data[:-1] + bytes([data[-1] ^ 0x5A])
 
         return trace
-
-    # -- the gateway's view -------------------------------------------------
-    def modbus_settings(
-        self,
-        *,
-        interval: float = 1.0,
-        rtu: bool = False,
-        over_tcp: bool = False,
-        timeout: float = 0.5,
-        retries: int = 1,
-        profiles_dir: str | None = None,
-    ) -> ModbusSettings:
-        """Settings for a ModbusSource that polls this sim: over TCP, over the pty
-        (rtu=True), or RTU frames over TCP as through a converter (over_tcp=True)."""
-        s = self.settings
-        if over_tcp:
-            if self.rtu_tcp_port is None:
-                raise RuntimeError("start the sim with rtu_over_tcp=True first")
-            line = LineSettings(
-                name="sim-rtu-tcp",
-                kind="rtu_over_tcp",
-                host=s.host,
-                tcp_port=self.rtu_tcp_port,
-                timeout=timeout,
-                retries=retries,
-            )
-        elif rtu:
-            if self.rtu_port is None:
-                raise RuntimeError("start the sim with rtu=True first")
-            line = LineSettings(
-                name="sim-rtu",
-                kind="rtu",
-                port=self.rtu_port,
-                baudrate=s.baudrate or 115200,
-                timeout=timeout,
-                retries=retries,
-            )
-        else:
-            line = LineSettings(
-                name="sim-tcp", kind="tcp", host=s.host, timeout=timeout, retries=retries
-            )
-        devices: Sequence[DeviceSettings] = [
-            DeviceSettings(
-                name=m.name,
-                line=line.name,
-                profile=m.profile.name,
-                unit_id=m.unit_id,
-                interval=min(interval, 0.5 / s.speed) if m.role == "hf" else interval,
-                tcp_port=0 if rtu or over_tcp else m.tcp_port,
-            )
-            for m in self.devices
-        ]
-        return ModbusSettings(
-            profiles_dir=profiles_dir or str(default_profiles_dir()),
-            lines=(line,),
-            devices=tuple(devices),
-        )

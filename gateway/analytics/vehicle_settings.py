@@ -4,7 +4,7 @@ In TOML (the lead's loader maps the section to `VehicleRulesSettings`):
 
     [vehicle_rules]
     default_model = "diesel-12m"
-    gtfs_path = "../shared/data/gtfs/cairns_gtfs.zip"
+    gtfs_path = "/srv/gtfs/pmpml.zip"    # a GTFS zip with shapes.txt; "" (default): none
     assignments = { "MH12-KQ-4321" = "1100023" }        # vehicle -> GTFS shape_id
 
     [vehicle_rules.vehicle_models]

@@ -4,7 +4,6 @@ bunching / gapping of three synthetic buses along one shape."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,7 @@ from gateway.analytics.gtfs import GtfsFeed, load_gtfs
 from gateway.analytics.vehicle_settings import VehicleRulesSettings
 from tests.analytics.vehicle_harness import NS, Harness, at, states
 
-SHARED = Path(
-    os.environ.get(
-        "GATEWAY_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    )
-)
-CAIRNS = SHARED / "gtfs" / "cairns_gtfs.zip"
+CAIRNS = Path(__file__).resolve().parents[1] / "data" / "gtfs" / "cairns_gtfs.zip"  # route 110
 SHAPE = "1100023"  # route 110, Palm Cove to the Cairns city terminus, 32.6 km
 NAN = float("nan")
 
@@ -27,7 +21,7 @@ NAN = float("nan")
 @pytest.fixture(scope="module")
 def feed() -> GtfsFeed:
     if not CAIRNS.is_file():
-        pytest.fail(f"shared data missing: {CAIRNS} (set GATEWAY_SHARED_DATA to the data folder)")
+        pytest.fail(f"{CAIRNS} is missing: it is committed, cut by scripts/slice_data.py")
     return load_gtfs(CAIRNS)
 
 

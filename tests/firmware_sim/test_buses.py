@@ -5,24 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import json
+import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
 
-from firmware_sim.buses import register
-from firmware_sim.buses.avl import AvlReplay, load_avl
+from firmware_sim.buses import register, run_buses
+from firmware_sim.buses.avl import DEFAULT_AVL, AvlReplay, load_avl
 from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings, Message
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import CairnsRoutes, PmpmlRoutes
+from firmware_sim.water import cli as water_cli
 from gateway.bundle import Bundle
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
 from gateway.mqtt.client import MqttSettings
 from gateway.streams import StreamRegistry
 
 START_MS = (int(time.time()) - 3600) * 1000  # an hour ago: every message is in the past
+AVL_SLICE = Path(__file__).parents[1] / "data" / "avl" / "capmetro_2016-12-16.csv"
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +60,12 @@ def test_same_seed_same_bytes(pmpml: PmpmlRoutes) -> None:
 
 
 def test_routes_use_real_stops_and_shapes(pmpml: PmpmlRoutes) -> None:
-    route = pmpml.route(4)  # YATRA 25 Swargate to Narayanpur
-    assert route.stops[0] == "Swargate" and route.stops[-1] == "Narayanpur"
-    assert 10_000 < route.length_m < 80_000
-    assert np.all(np.diff(route.cum_m) >= 0)
+    assert len(pmpml) == 120
+    for route in pmpml.routes:  # "Swargate to Narayanpur (DOWN)": from one real stop to the other
+        assert f"{route.stops[0]} to {route.stops[-1]}".lower() in route.name.lower()
+        assert np.all(np.diff(route.cum_m) >= 0) and len(route.stops) >= 2
+    lengths = [r.length_m for r in pmpml.routes]
+    assert 5_000 < float(np.median(lengths)) < 40_000
     cairns = CairnsRoutes()
     assert len(cairns) > 10 and cairns.route(0).length_m > 1_000
 
@@ -89,6 +97,40 @@ def test_publishing_rates_and_everything_decodes(pmpml: PmpmlRoutes) -> None:
         "speed_kmh",
         "fuel_pct",
     } <= names
+
+
+RESOLUTION = {  # of each signal on J1939 (SAE J1939-71)
+    "rpm": 0.125, "coolant_c": 1.0, "oil_kpa": 4.0, "fuel_lph": 0.05,
+    "battery_v": 0.05, "speed_kmh": 1 / 256, "fuel_pct": 0.4,
+}  # fmt: skip
+
+
+def test_j1939_frames_decode_to_the_signals_the_unit_sent(pmpml: PmpmlRoutes) -> None:
+    """The sim's own DBC and DM1 encoder against the gateway's decoder: the same fleet,
+    once as JSON signals and once as raw frames, reads the same."""
+    faults = (Fault("dtc", 0, 30, 200), Fault("overheat", 1, 0, 600))
+    decoded = {}
+    for fmt in ("signals", "frames"):
+        settings = FleetSettings(buses=3, seed=8, start_ms=START_MS, can_format=fmt, faults=faults)
+        decoded[fmt] = decode(run(Fleet(settings, pmpml), 400))
+    (json_source, json_bundles), (can_source, can_bundles) = decoded.values()
+    assert not json_source.stats.rejects and not can_source.stats.rejects
+    for bus in ("MH12-PM-0001", "MH12-PM-0002", "MH12-PM-0003"):
+        for quantity, step in RESOLUTION.items():
+            name = f"bus/{bus}/{quantity}"
+            sent = values(json_source, json_bundles, name)
+            got = values(can_source, can_bundles, name)
+            assert len(sent) == len(got) > 10, name
+            assert np.all(np.abs(got - sent) <= step / 2 + 1e-9), (name, sent, got)
+
+    def dtcs(bundles: list[Bundle]) -> list[object]:
+        return [e.data["faults"] for b in bundles for e in b.events if e.kind == "dtc"]
+
+    assert dtcs(can_bundles) == dtcs(json_bundles)
+    assert [[(f["spn"], f["fmi"]) for f in faults] for faults in dtcs(can_bundles)] == [
+        [(110, 0), (100, 1)],
+        [],
+    ]
 
 
 def values(source: MqttSource, bundles: list[Bundle], name: str) -> np.ndarray:
@@ -133,22 +175,118 @@ def test_injected_faults_show_in_the_decoded_data(pmpml: PmpmlRoutes) -> None:
 
 
 def test_avl_replay_is_stamped_in_the_past_and_ordered() -> None:
-    fixes = load_avl(limit=2_000)
+    fixes = load_avl(limit=1_000)  # the shipped sample: five CapMetro buses
     start = int(time.time() * 1000)
     replay = AvlReplay(fixes, start, speed=1_000.0)
     messages = replay.due(replay.end_real_ms)
-    assert replay.done and len(messages) == 2_000
+    assert replay.done and len(messages) == 1_000
     stamps = [json.loads(m.payload)["ts"] for m in messages]
     assert stamps == sorted(stamps) and stamps[-1] == replay.end_real_ms
     source, bundles = decode(messages)
     assert not source.stats.rejects
-    assert sum(len(b.fixes) for b in bundles) == 2_000
+    assert sum(len(b.fixes) for b in bundles) == 1_000
+
+
+def rows(path: Path) -> int:
+    with path.open() as fh:
+        return sum(1 for _ in fh) - 1
+
+
+def test_cli_replays_avl_onto_the_broker(mqtt_prefix: str) -> None:
+    """`gateway sim buses --replay-avl CSV` puts every fix of the file on the wire."""
+    received: list[paho.MQTTMessage] = []
+    listener = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"l-{mqtt_prefix}")
+    subscribed = threading.Event()
+    listener.on_message = lambda _c, _u, msg: received.append(msg)
+    listener.on_subscribe = lambda *_: subscribed.set()
+    listener.connect("127.0.0.1", 1883)
+    listener.subscribe(f"{mqtt_prefix}/v1/+/pvt", qos=1)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(10)  # the broker has the subscription before the replay starts
+        args = cli("--replay-avl", str(AVL_SLICE), "--speed", "100000", "--prefix", mqtt_prefix)
+        assert args.func(args) == 0
+        deadline = time.monotonic() + 10
+        while len(received) < rows(AVL_SLICE) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    assert len(received) == rows(AVL_SLICE)
+    bodies = [json.loads(m.payload) for m in received]
+    assert {b["vehicle"] for b in bodies} == {f"CM-{v}" for v in avl_vehicles(AVL_SLICE)}
+    assert all(
+        m.topic == f"{mqtt_prefix}/v1/{b['vehicle']}/pvt"
+        for m, b in zip(received, bodies, strict=True)
+    )
+
+
+def avl_vehicles(path: Path) -> set[str]:
+    with path.open(newline="") as fh:
+        return {row["vehicle_id"] for row in csv.DictReader(fh)}
+
+
+def test_cli_replays_the_shipped_avl_without_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli("--replay-avl", "--speed", "100000", "--dry-run")
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == rows(DEFAULT_AVL) and all("/pvt {" in line for line in lines)
+    missing = cli("--replay-avl", "/nonexistent/avl.csv", "--dry-run")
+    assert missing.func(missing) == 2
+    assert "/nonexistent/avl.csv is missing" in capsys.readouterr().err
+
+
+class FakeClock:
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_duration_is_real_seconds_as_for_the_water_sim(capsys: pytest.CaptureFixture[str]) -> None:
+    clock, now_s = FakeClock(), 1_800_000_000.0
+    args = cli("--buses", "1", "--duration", "30", "--speed", "10", "--dry-run")
+    assert run_buses(args, clock=clock, sleep=clock.sleep, wall=lambda: now_s) == 0
+    assert clock.t == pytest.approx(30.0, abs=0.2)  # 30 real seconds went by
+    stamps = [
+        json.loads(line.split(" ", 1)[1])["ts"] for line in capsys.readouterr().out.splitlines()
+    ]
+    # ...covering 300 sim seconds, none stamped after the real time the run ends
+    end_ms = now_s * 1000 + 30_000
+    assert 280_000 < stamps[-1] - stamps[0] <= 300_000 and end_ms - 10_000 < stamps[-1] <= end_ms
+    water = argparse.ArgumentParser()
+    water_cli.register(water.add_subparsers())
+    help_of = {
+        "buses": cli_help(),
+        "water": water._subparsers._group_actions[0].choices["water"].format_help(),  # type: ignore[union-attr]
+    }
+    for text in help_of.values():
+        assert "real seconds to run; 0: until Ctrl-C (default: 0.0)" in " ".join(text.split())
+    assert "(default: 10)" in help_of["buses"] and "(default: 5020)" in help_of["water"]
+    for empty in ("None", "False", "[]", ")"):  # a default of nothing goes unsaid
+        assert all(f"(default: {empty}" not in text for text in help_of.values())
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["buses", *argv])
+
+
+def cli_help() -> str:
+    parser = argparse.ArgumentParser(prog="gateway sim")
+    register(parser.add_subparsers())
+    return parser._subparsers._group_actions[0].choices["buses"].format_help()  # type: ignore[union-attr]
 
 
 def test_cli_help_has_examples() -> None:
-    parser = argparse.ArgumentParser(prog="gateway sim")
-    register(parser.add_subparsers())
-    text = parser._subparsers._group_actions[0].choices["buses"].format_help()  # type: ignore[union-attr]
+    text = cli_help()
     assert "examples:" in text and "--fault overheat:0:60:300" in text and "--replay-avl" in text
 
 
@@ -156,7 +294,7 @@ def test_cli_dry_run_prints_messages(capsys: pytest.CaptureFixture[str]) -> None
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(
-        ["buses", "--buses", "2", "--duration", "20", "--speed", "0", "--dry-run", "--seed", "9"]
+        ["buses", "--buses", "2", "--duration", "0.2", "--speed", "100", "--dry-run", "--seed", "9"]
     )
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -15,6 +15,7 @@ from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterS
 from firmware_sim.water.cli import parse_duration, parse_fault, parse_leak, register
 from gateway.bundle import Bundle
 from gateway.drivers.modbus import ModbusSource
+from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
 
@@ -28,7 +29,7 @@ class Collector:
 
 async def poll_for(sim: WaterNetworkSim, seconds: float, **kw: Any) -> tuple[Any, Any, Any]:
     registry = StreamRegistry()
-    source = ModbusSource(sim.modbus_settings(**kw), registry)
+    source = ModbusSource(modbus_settings(sim, **kw), registry)
     got = Collector()
     task = asyncio.create_task(source.run(got))
     await asyncio.sleep(seconds)

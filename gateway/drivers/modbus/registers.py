@@ -13,7 +13,7 @@ the register order).
 
     decode(point, regs: Sequence[int]) -> float      (NaN for a string point)
     decode_string(point, regs) -> str
-    encode(point, value: float) -> list[int]          (used by the simulator and writes)
+    encode(point, value: float) -> list[int]          (the inverse; the tests use it)
 """
 
 from __future__ import annotations

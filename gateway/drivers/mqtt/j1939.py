@@ -10,8 +10,9 @@ requires. A raw value in the "error" or "not available" ranges (for n >= 8 bits,
 anything from 0xFB << (n - 8), so 0xFB..0xFF and 0xFB00..0xFFFF; for 2-bit states, 3)
 is dropped, never scaled into a plausible-looking number.
 
-The functions that build frames (`encode_signals`, `encode_dm1`) are used by the
-bus simulator and the tests, so both ends share one DBC.
+The functions that build frames (`encode_signals`, `encode_dm1`) serve the tests;
+the bus simulator has its own DBC and encoder (firmware_sim/buses/ecu.py), so a
+mistake here is not mirrored there.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
 from gateway.batch import Quality
 from gateway.drivers.modbus import ModbusSource
+from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
 BAD_FRAME = Quality.COMM_ERROR | Quality.CRC_ERROR
@@ -26,7 +27,7 @@ async def run_with_fault(
 ) -> tuple[ModbusSource, StreamRegistry, Any]:
     settings = WaterSimSettings(model=ModelSettings(dmas=1), faults=(fault,), tcp=not rtu, rtu=rtu)
     async with WaterNetworkSim(settings) as sim:
-        modbus = sim.modbus_settings(interval=0.2, timeout=0.25, retries=1, rtu=rtu)
+        modbus = modbus_settings(sim, interval=0.2, timeout=0.25, retries=1, rtu=rtu)
         registry = StreamRegistry()
         source = ModbusSource(modbus, registry)
         await run_source(source, seconds, collector)
@@ -120,8 +121,8 @@ async def test_serial_port_that_disappears(
 ) -> None:
     settings = WaterSimSettings(model=ModelSettings(dmas=1), tcp=True, rtu=True)
     async with WaterNetworkSim(settings) as sim:
-        rtu = sim.modbus_settings(interval=0.2, timeout=0.2, rtu=True)
-        tcp = sim.modbus_settings(interval=0.2, timeout=0.2)
+        rtu = modbus_settings(sim, interval=0.2, timeout=0.2, rtu=True)
+        tcp = modbus_settings(sim, interval=0.2, timeout=0.2)
         # the same meters twice: over the pty and over tcp, under other names
         renamed = tuple(dataclasses.replace(d, name="tcp-" + d.name) for d in tcp.devices)
         both = dataclasses.replace(rtu, lines=rtu.lines + tcp.lines, devices=rtu.devices + renamed)
@@ -161,7 +162,7 @@ async def test_a_late_reply_is_dropped_not_taken_for_the_next_request(
     fault = FaultSpec("dma-01/inlet", "slow", delay_s=0.35)
     settings = WaterSimSettings(model=ModelSettings(dmas=1), faults=(fault,), tcp=False, rtu=True)
     async with WaterNetworkSim(settings) as sim:
-        modbus = sim.modbus_settings(interval=0.2, timeout=0.2, retries=1, rtu=True)
+        modbus = modbus_settings(sim, interval=0.2, timeout=0.2, retries=1, rtu=True)
         assert modbus.lines[0].late_reply_guard == 0.2  # the default
         # margins of 0.15 s either side of the reply, for a loaded machine
         lines = tuple(dataclasses.replace(x, late_reply_guard=0.35) for x in modbus.lines)

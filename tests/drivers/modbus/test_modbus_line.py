@@ -11,6 +11,7 @@ import numpy as np
 
 from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
 from gateway.drivers.modbus import ModbusSource
+from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
 
@@ -26,7 +27,7 @@ async def test_one_dead_meter_among_ten_keeps_the_others_rate(
     )
     async with WaterNetworkSim(settings) as sim:
         assert len(sim.devices) == 10
-        modbus = sim.modbus_settings(interval=0.25, rtu=True, timeout=0.15, retries=1)
+        modbus = modbus_settings(sim, interval=0.25, rtu=True, timeout=0.15, retries=1)
         modbus = dataclasses.replace(modbus, backoff_initial=1.0, backoff_max=4.0)
         source = ModbusSource(modbus, StreamRegistry())
         await run_source(source, 4.0, collector)
@@ -45,7 +46,7 @@ async def test_writes_queue_behind_polls_on_the_line(collector: Any) -> None:
     settings = WaterSimSettings(model=ModelSettings(dmas=1, amr_per_dma=1), tcp=False, rtu=True)
     async with WaterNetworkSim(settings) as sim:
         registry = StreamRegistry()
-        source = ModbusSource(sim.modbus_settings(interval=0.05, rtu=True), registry)
+        source = ModbusSource(modbus_settings(sim, interval=0.05, rtu=True), registry)
         task = asyncio.create_task(source.run(collector))
         await asyncio.sleep(0.3)
         amr = sim.device("dma-01/amr-001")
@@ -73,7 +74,7 @@ async def test_line_utilisation_is_the_share_of_time_on_frames(collector: Any) -
     baud = 9600
     settings = WaterSimSettings(model=ModelSettings(dmas=1), tcp=False, rtu=True, baudrate=baud)
     async with WaterNetworkSim(settings) as sim:
-        source = ModbusSource(sim.modbus_settings(interval=1.0, rtu=True), StreamRegistry())
+        source = ModbusSource(modbus_settings(sim, interval=1.0, rtu=True), StreamRegistry())
         task = asyncio.create_task(source.run(collector))
         await asyncio.sleep(0.2)
         source.utilisation()
@@ -81,7 +82,7 @@ async def test_line_utilisation_is_the_share_of_time_on_frames(collector: Any) -
         light = source.utilisation()["sim-rtu"]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        fast = ModbusSource(sim.modbus_settings(interval=0.01, rtu=True), StreamRegistry())
+        fast = ModbusSource(modbus_settings(sim, interval=0.01, rtu=True), StreamRegistry())
         task = asyncio.create_task(fast.run(collector))
         await asyncio.sleep(0.5)
         fast.utilisation()
@@ -108,7 +109,7 @@ async def test_rtu_over_tcp_through_a_converter(collector: Any, run_source: Any)
     )
     async with WaterNetworkSim(settings) as sim:
         registry = StreamRegistry()
-        modbus = sim.modbus_settings(interval=0.2, over_tcp=True, timeout=0.3)
+        modbus = modbus_settings(sim, interval=0.2, over_tcp=True, timeout=0.3)
         assert modbus.lines[0].kind == "rtu_over_tcp"
         source = ModbusSource(modbus, registry)
         await run_source(source, 2.0, collector)

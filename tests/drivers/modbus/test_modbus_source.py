@@ -11,6 +11,7 @@ import pytest
 from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
 from gateway.batch import Quality
 from gateway.drivers.modbus import DeviceSettings, ModbusSettings, ModbusSource
+from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
 
@@ -18,7 +19,7 @@ async def test_polls_simulated_dma_over_tcp(
     sim: WaterNetworkSim, collector: Any, run_source: Any
 ) -> None:
     registry = StreamRegistry()
-    source = ModbusSource(sim.modbus_settings(interval=0.2), registry)
+    source = ModbusSource(modbus_settings(sim, interval=0.2), registry)
     # streams are known before the first poll, with unit and kind
     flow = registry.info(registry.id_of("dma-01/inlet/flow_lps"))
     assert (flow.unit, flow.kind, flow.asset) == ("L/s", "flow", "dma-01/inlet")
@@ -59,7 +60,7 @@ async def test_unreachable_meters_get_bad_quality_and_others_keep_their_rate(  #
     run_source: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    base = sim.modbus_settings(interval=0.2, timeout=0.15, retries=0)
+    base = modbus_settings(sim, interval=0.2, timeout=0.15, retries=0)
     extra = (
         DeviceSettings("dma-09/inlet", "sim-tcp", "emf-flow-meter", tcp_port=refused_port,
                        interval=0.2),
@@ -106,7 +107,7 @@ async def test_alarm_bits_arrive_as_events(collector: Any, run_source: Any) -> N
         ),
     )
     async with WaterNetworkSim(settings) as sim:
-        source = ModbusSource(sim.modbus_settings(interval=0.1), StreamRegistry())
+        source = ModbusSource(modbus_settings(sim, interval=0.1), StreamRegistry())
         await run_source(source, 1.3, collector)
     events = [(e.asset, e.kind) for e in collector.merged().events]
     assert events.count(("dma-01/amr-001", "tamper")) == 1
@@ -123,7 +124,7 @@ async def test_a_cancel_swallowed_inside_pymodbus_still_stops_the_lanes(
     """pymodbus waits for a reply with asyncio.wait_for, which on Python 3.11 drops a
     cancel that arrives together with the reply; polled flat out, that happened in CI
     and a stop hung. Every read here drops the cancel the same way."""
-    source = ModbusSource(sim.modbus_settings(interval=0.001), StreamRegistry())
+    source = ModbusSource(modbus_settings(sim, interval=0.001), StreamRegistry())
     task = asyncio.create_task(source.run(collector))
     await asyncio.sleep(0.3)
     for lane in source.lanes:

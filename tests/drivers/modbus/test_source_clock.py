@@ -5,6 +5,7 @@ import asyncio
 from firmware_sim.water.server import WaterNetworkSim
 from gateway.bundle import Bundle
 from gateway.drivers.modbus.source import ModbusSource
+from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
 
@@ -17,7 +18,7 @@ async def test_readings_are_stamped_by_the_injected_clock() -> None:
     async with WaterNetworkSim() as sim:
         ticks = iter(range(10**6))
         source = ModbusSource(
-            sim.modbus_settings(interval=0.05),
+            modbus_settings(sim, interval=0.05),
             StreamRegistry(),
             clock=lambda: 1_000_000_000 * (1_700_000_000 + next(ticks)),
         )
