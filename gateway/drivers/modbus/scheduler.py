@@ -71,6 +71,7 @@ class DevicePoll:
     next_due: float = 0.0
     polls: int = 0
     failed_polls: int = 0
+    poll_s: float = 0.0  # wall time of the polls (requests, retries and guard), summed
     last_error: str = ""
     last_seq: int | None = None
     silent: bool = False  # timed out and sent nothing late either: no late-reply guard
@@ -245,6 +246,13 @@ class Lane:
                     await asyncio.sleep(self.inter_frame_delay)
 
     async def _poll(self, dev: DevicePoll) -> None:
+        started = time.monotonic()
+        try:
+            await self._poll_once(dev)
+        finally:
+            dev.poll_s += time.monotonic() - started
+
+    async def _poll_once(self, dev: DevicePoll) -> None:
         loop = asyncio.get_running_loop()
         ts = self.clock()
         unit = dev.settings.unit_id
@@ -272,6 +280,8 @@ class Lane:
                     "device.down",
                     device=dev.name,
                     lane=self.name,
+                    address=self.link.address,
+                    unit=unit,
                     state=err.state,
                     error=str(err),
                     quality=Quality.describe(err.quality),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from gateway.batch import ReadingBatch
@@ -43,6 +43,7 @@ from gateway.drivers.modbus.scheduler import DevicePoll, Lane
 from gateway.drivers.modbus.settings import LineSettings, ModbusSettings
 from gateway.drivers.modbus.transport import open_link
 from gateway.events import Event
+from gateway.metrics import Measurement
 from gateway.parts import Emit, Wiring
 from gateway.streams import StreamRegistry
 
@@ -149,6 +150,38 @@ class ModbusSource:
             )
             for p in self.polls
         ]
+
+    def measurements(self) -> Iterator[Measurement]:
+        """Device state and poll latency per device, line time per lane; a line's
+        utilisation is the rate of `modbus_line_busy_seconds_total`."""
+        for p in self.polls:
+            labels = (("source", self.name), ("device", p.name), ("line", p.settings.line))
+            yield Measurement("modbus_device_up", float(p.up), "1 while the device answers",
+                              labels=labels)  # fmt: skip
+            yield Measurement("modbus_polls_total", p.polls, "polls", "counter", labels)
+            yield Measurement(
+                "modbus_failed_polls_total", p.failed_polls, "polls that failed", "counter", labels
+            )
+            yield Measurement(
+                "modbus_poll_seconds_total", p.poll_s, "wall time of the polls", "counter", labels
+            )
+        for lane in self.lanes:
+            lane_labels = (("source", self.name), ("lane", lane.name))
+            busy = lane.frame_s if lane.baudrate else lane.busy_s
+            yield Measurement(
+                "modbus_line_busy_seconds_total",
+                busy,
+                "time on frames (serial) or with a request outstanding (tcp)",
+                "counter",
+                lane_labels,
+            )
+            yield Measurement(
+                "modbus_transactions_total",
+                lane.transactions,
+                "requests sent",
+                "counter",
+                lane_labels,
+            )
 
     def utilisation(self) -> dict[str, float]:
         """Per lane: share of line time on frames since the last call."""

@@ -76,9 +76,10 @@ class ModbusLink:
     after bytes arrived is a bad frame (CRC, garbage, truncated, wrong unit),
     not a silent device."""
 
-    def __init__(self, client: Any, *, rtu: bool) -> None:
+    def __init__(self, client: Any, *, rtu: bool, address: str = "") -> None:
         self.client = client
         self.rtu = rtu
+        self.address = address  # where it connects, for people: 10.0.0.5:502, /dev/ttyUSB0
         self.rx_seen = b""
         self.tx_bytes = 0
         self.rx_bytes = 0
@@ -208,10 +209,11 @@ def open_link(
     """A link that connects on first use. Nothing is opened here."""
     common: dict[str, Any] = {"timeout": timeout, "retries": 0, "reconnect_delay": 0.0}
     if kind == "tcp":
-        return ModbusLink(AsyncModbusTcpClient(host, port=port, **common), rtu=False)
+        tcp = AsyncModbusTcpClient(host, port=port, **common)
+        return ModbusLink(tcp, rtu=False, address=f"{host}:{port}")
     if kind == "rtu_over_tcp":
         over_tcp = AsyncModbusTcpClient(host, port=port, framer=FramerType.RTU, **common)
-        return ModbusLink(over_tcp, rtu=True)
+        return ModbusLink(over_tcp, rtu=True, address=f"{host}:{port}")
     if kind == "rtu":
         client = AsyncModbusSerialClient(
             serial_port,
@@ -222,7 +224,7 @@ def open_link(
             stopbits=stopbits,
             **common,
         )
-        return ModbusLink(client, rtu=True)
+        return ModbusLink(client, rtu=True, address=serial_port)
     raise ValueError(f"unknown line kind {kind!r}; use tcp, rtu or rtu_over_tcp")
 
 

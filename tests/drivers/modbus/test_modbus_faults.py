@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from firmware_sim.water import FaultSpec, ModelSettings, WaterNetworkSim, WaterSimSettings
 from gateway.batch import Quality
 from gateway.drivers.modbus import ModbusSource
+from gateway.metrics import render
 from gateway.simulated import modbus_settings
 from gateway.streams import StreamRegistry
 
@@ -88,10 +90,18 @@ async def test_fault_gives_quality_and_one_log_line(  # noqa: PLR0917
         assert f"{fault.code:#04x}" in status["dma-01/inlet"].last_error
     downs = [rec for rec in caplog.records if rec.getMessage() == "device.down"]
     assert len(downs) == 1 and downs[0]._fields["state"] == state  # type: ignore[attr-defined]
+    where = downs[0]._fields["address"]  # type: ignore[attr-defined]
+    assert where.startswith("/dev/") if rtu else where.startswith("127.0.0.1:"), where
     zone = r.stream == registry.id_of("dma-01/pz-1/pressure_m")
     # the neighbour (on the same line for rtu) is untouched
     assert zone.sum() >= 3 and not r.quality[zone].any()
     assert status["dma-01/pz-1"].state == "up"
+    text = render([source]).decode()
+    assert re.search(r'gateway_modbus_device_up\{device="dma-01/inlet".*\} 0\.0', text), text
+    assert re.search(r'gateway_modbus_device_up\{device="dma-01/pz-1".*\} 1\.0', text)
+    positive = r"\} (0\.\d*[1-9]|[1-9])"
+    assert re.search(r"gateway_modbus_line_busy_seconds_total\{.*" + positive, text)
+    assert re.search(r'gateway_modbus_poll_seconds_total\{device="dma-01/pz-1".*' + positive, text)
 
 
 async def test_device_recovers_and_logs_it(
