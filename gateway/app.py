@@ -15,7 +15,7 @@ from gateway.build import Gateway, build
 from gateway.logs import get_logger
 from gateway.metrics import serve_metrics
 from gateway.runtime import stop_on_signals
-from gateway.settings import load_settings
+from gateway.settings import Settings
 
 log = get_logger("gateway.app")
 
@@ -35,8 +35,8 @@ async def serve(gateway: Gateway) -> None:
             await server.wait_closed()
 
 
-def run_gateway(path: str) -> int:
-    gateway = build(load_settings(path), file=path)
+def run_gateway(settings: Settings, path: str) -> int:
+    gateway = build(settings, file=path)
     if not gateway.sources:
         log.warning("gateway.idle", reason="no sources configured ([sources.<name>] tables)")
     asyncio.run(serve(gateway))

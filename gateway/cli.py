@@ -12,6 +12,7 @@ from firmware_sim.water.cli import parse_leak
 from gateway import __version__, alertdesk, replay
 from gateway.config import ConfigError
 from gateway.db import command as db_command
+from gateway.helptext import HelpFormatter
 from gateway.logs import configure_logging
 from gateway.pipeline import outbox_command
 from gateway.settings import load_settings
@@ -23,20 +24,20 @@ EPILOG = """\
 examples:
   gateway demo --duration 20            simulated meters -> Modbus TCP -> PostgreSQL, for 20 s
   gateway check-config -c config/gateway.example.toml
-  gateway run -c /etc/gateway/gateway.toml --log-json
+  gateway --log-json run -c /etc/gateway/gateway.toml
   gateway sim water --dmas 2            simulated water network over Modbus TCP
   gateway sim buses --help              simulated buses publishing over MQTT
   gateway db migrate --dsn postgresql://postgres@127.0.0.1/gateway
   gateway replay --readings dma.csv --config gateway.toml --alerts-out alerts.jsonl
   gateway alerts --dsn postgresql://postgres@127.0.0.1/gateway --kind leak
-  gateway outbox stats
+  gateway outbox stats -c config/gateway.example.toml
 
 Each command has its own --help with examples.
 """
 
 
-def _formatter(prog: str) -> argparse.RawDescriptionHelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+def _formatter(prog: str) -> HelpFormatter:
+    return HelpFormatter(prog, max_help_position=32)
 
 
 def add_command(
@@ -86,7 +87,12 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway  # noqa: PLC0415 - keeps `gateway --help` fast
 
-    return run_gateway(args.config)
+    settings = load_settings(args.config)
+    # the file's [log] section, unless the command line says otherwise
+    configure_logging(
+        "json" if args.log_json else settings.log.format, args.log_level or settings.log.level
+    )
+    return run_gateway(settings, args.config)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -105,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log at this level and above (default: info, or [log] level of the config)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging("json" if args.log_json else "kv", args.log_level)
+    configure_logging("json" if args.log_json else "kv", args.log_level or "info")
     func: Command = args.func
     try:
         return func(args)

@@ -1,3 +1,8 @@
+import argparse
+import json
+import re
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +88,52 @@ def test_check_config_builds_every_part_and_refuses_what_run_would(
     assert main(["check-config", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: sources.m: " in err and says in err
+
+
+def examples() -> list[str]:
+    """Every example command line in every --help, as written (continuations joined)."""
+    found: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        text = (parser.epilog or "").replace("\\\n", " ")
+        for line in text.splitlines():
+            command = line.strip().split("  ")[0].split(" | ")[0]  # not the comment, not a pipe
+            if re.match(r"^([A-Z_]+=\S+ )*gateway ", command):
+                found.append(command)
+        for action in parser._actions:
+            if isinstance(action.choices, dict):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("line", examples())
+def test_every_example_in_the_help_parses_as_written(line: str) -> None:
+    words = shlex.split(line)
+    words = words[words.index("gateway") + 1 :]
+    try:
+        build_parser().parse_args(words)
+    except SystemExit as done:  # --help exits 0; an example that does not parse exits 2
+        assert done.code == 0, line
+
+
+def test_run_reads_the_log_section_of_its_config(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[log]\nformat = "json"\nlevel = "warning"\n[sinks.db]\ntype = "sqlite"\n'
+        f'path = "{tmp_path / "s.sqlite"}"\n[outbox]\ndirectory = "{tmp_path}"\n'
+        "[metrics]\nenabled = false\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the idle warning: no sources configured
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=30)[1]
+    assert json.loads(first)["event"] == "gateway.idle", first
+    assert '"level": "info"' not in rest, "info lines are below the configured level"

@@ -23,6 +23,7 @@ CORE = {
     "gateway.logs",
     "gateway.metrics",
     "gateway.backoff",
+    "gateway.helptext",
     "gateway.parts",
     "gateway.readings_csv",
     "gateway.mqtt",

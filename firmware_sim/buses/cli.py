@@ -12,7 +12,7 @@ from firmware_sim.buses.avl import DEFAULT_AVL, AvlReplay, load_avl
 from firmware_sim.buses.fleet import FAULT_KINDS, Fault, Fleet, FleetSettings, Message
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import CairnsRoutes, PmpmlRoutes, RouteDataMissing
-from firmware_sim.help_format import HelpFormatter
+from gateway.helptext import HelpFormatter
 
 EXAMPLES = """\
 examples:

@@ -14,10 +14,10 @@ import signal
 import sys
 from typing import get_args
 
-from firmware_sim.help_format import HelpFormatter
 from firmware_sim.water.devices import FaultKind, FaultSpec
 from firmware_sim.water.model import LeakSpec, ModelSettings
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
+from gateway.helptext import HelpFormatter
 
 EXAMPLES = """\
 examples:

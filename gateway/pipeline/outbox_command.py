@@ -24,6 +24,7 @@ from gateway.pipeline.outbox import (
     SCHEMA,
     OutboxCorrupt,
     OutboxError,
+    OutboxSettings,
     OutboxStats,
     connect_file,
 )
@@ -176,13 +177,15 @@ def _salvage_seqs(old: sqlite3.Connection) -> list[int]:
 
 _EXAMPLES = """\
 examples:
+  gateway outbox stats -c config/gateway.example.toml
+  gateway outbox stats                     every outbox in var/outbox/
   gateway outbox stats var/outbox/outbox-postgres.sqlite
   gateway outbox stats var/outbox/*.sqlite --json
   gateway outbox recover var/outbox/outbox-postgres.sqlite
 
-stats reads the file while the gateway runs. recover is for an outbox the
-gateway refused at start: it copies the intact entries into a fresh file and
-keeps the damaged one beside it as <file>.corrupt-<time>.
+stats reads the file while the gateway runs. recover is for an outbox that
+the gateway refused at start: it copies the intact entries into a fresh file
+and keeps the damaged one beside it as <file>.corrupt-<time>.
 """
 
 
@@ -202,7 +205,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stats.add_argument("paths", nargs="+", help="outbox files")
+    stats.add_argument(
+        "paths", nargs="*", help="outbox files (default: those of -c FILE, or var/outbox/*.sqlite)"
+    )
+    stats.add_argument("-c", "--config", help="the gateway's TOML file: its sinks' outboxes")
     stats.add_argument("--json", action="store_true", help="one JSON object per file")
     stats.set_defaults(func=_stats_command)
     rec = cmds.add_parser(
@@ -216,9 +222,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rec.set_defaults(func=_recover_command)
 
 
+def _outbox_paths(args: argparse.Namespace) -> list[str]:
+    if args.paths:
+        return list(args.paths)
+    if args.config:
+        from gateway.registry import SINKS  # noqa: PLC0415 - the app layer, only for -c
+        from gateway.settings import load_settings  # noqa: PLC0415
+
+        settings = load_settings(args.config)
+        durable = [p.name for p in settings.sinks if SINKS[p.type].durable]
+        return [str(settings.outbox.path_for(name)) for name in durable]
+    return sorted(str(p) for p in Path(OutboxSettings().directory).glob("outbox-*.sqlite"))
+
+
 def _stats_command(args: argparse.Namespace) -> int:
     status = 0
-    for path in args.paths:
+    paths = _outbox_paths(args)
+    if not paths:
+        print(
+            f"gateway outbox stats: no outbox in {OutboxSettings().directory}/; "
+            "name the files, or give the gateway's config with -c FILE",
+            file=sys.stderr,
+        )
+        return 1
+    for path in paths:
         try:
             s = read_stats(path)
         except OutboxError as err:

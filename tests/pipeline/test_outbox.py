@@ -264,3 +264,21 @@ async def test_live_and_backlog_take_turns_so_neither_starves(tmp_path: Path) ->
             order.append(int(got.readings.ts[0]))
             await box.confirm()
     assert order == [1000, 0, 1010, 10, 1020, 20]
+
+
+def test_stats_finds_the_outboxes_of_a_config_or_of_the_default_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main  # noqa: PLC0415 - the whole CLI, only here
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[outbox]\ndirectory = "{tmp_path / "box"}"\n[sinks.central]\ntype = "postgres"\n'
+    )
+    Outbox.open(tmp_path / "box" / "outbox-central.sqlite", numbered_registry()).close_file()
+    assert main(["outbox", "stats", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "outbox-central.sqlite" in out and "dead letters   0 entries" in out
+    monkeypatch.chdir(tmp_path)
+    assert main(["outbox", "stats"]) == 1
+    assert "no outbox in var/outbox/; name the files, or give" in capsys.readouterr().err

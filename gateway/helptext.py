@@ -1,4 +1,5 @@
-"""The simulators' --help: examples as written, and every option's default that says something."""
+"""Every --help of the gateway and its simulators: examples as written, and each option's
+default that says something."""
 
 from __future__ import annotations
 
