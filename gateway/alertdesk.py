@@ -1,12 +1,16 @@
 """`gateway alerts`: the operator's desk for alerts. List open ones, acknowledge one.
 
-    gateway alerts [--kind K] [--asset A] [--since TIME] [--all] [--dsn DSN | --from FILE.jsonl]
-    gateway alerts ack ID --by NAME [--dsn DSN]
+    gateway alerts [--kind K] [--asset A] [--since TIME] [--all]
+                   [--dsn DSN | -c FILE | --from FILE.jsonl]
+    gateway alerts ack ID --by NAME [--dsn DSN | -c FILE]
 
 It reads the `alerts` table in PostgreSQL (written by the sinks; see
 gateway/db/migrations) or, offline, an alerts JSONL file from `gateway replay
---alerts-out`. Acknowledging sets `acked_by` and `acked_at` once: a second ack
-reports who acknowledged first and changes nothing.
+--alerts-out`. The database is `--dsn`, else the first PostgreSQL sink of the
+gateway config `-c FILE` (with its password), else `$GATEWAY_DSN`, else the local
+`gateway`. A connection that fails says which way: the server unreachable, the
+database missing, or authentication refused. Acknowledging sets `acked_by` and
+`acked_at` once: a second ack reports who acknowledged first and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/gateway"
@@ -133,11 +139,76 @@ _COLUMNS = (
 )
 
 
+def _where(dsn: str) -> str:
+    """The DSN as a person reads it, without its password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(an unreadable DSN)"
+    host = params.get("host") or params.get("hostaddr") or "the local socket"
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f" as {params['user']}" if params.get("user") else ""
+    return f"database {params.get('dbname', '(default)')!r} on {host}{port}{user}"
+
+
+_MISSING_DATABASE = ("3D000",)
+_AUTH_REFUSED = ("28P01", "28000")
+
+
+def connect_problem(err: psycopg.OperationalError, dsn: str) -> str:
+    """What failed when connecting: the database missing, authentication refused, or
+    the server unreachable, with the next step. libpq reports these before any query,
+    so there is often no sqlstate: its FATAL message tells them apart then."""
+    text = str(err).strip()
+    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+    state = err.sqlstate or ""
+    where = _where(dsn)
+    if state in _MISSING_DATABASE or re.search(r'database ".*" does not exist', text):
+        return (
+            f"the {where} does not exist (the server is up); create it with "
+            "`gateway db migrate --create --dsn DSN`, or name another with --dsn or -c FILE"
+        )
+    if state in _AUTH_REFUSED or re.search(
+        r"password authentication failed|authentication failed|role \".*\" does not exist"
+        r"|no pg_hba\.conf entry|password is missing|no password supplied",
+        text,
+    ):
+        return (
+            f"the server refused authentication for the {where} ({first}); check the user, "
+            "the password (password_env or password_file in -c FILE) and pg_hba.conf"
+        )
+    return (
+        f"cannot reach the PostgreSQL server for the {where} ({first}); is it running, "
+        "and are the host and port right?"
+    )
+
+
 def _connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
     try:
         return psycopg.connect(dsn, connect_timeout=5, row_factory=dict_row)
     except psycopg.OperationalError as err:
-        raise AlertDeskError(f"cannot reach PostgreSQL at {dsn}: {err}".strip()) from err
+        raise AlertDeskError(connect_problem(err, dsn)) from err
+
+
+def resolve_dsn(args: argparse.Namespace) -> str:
+    """--dsn, else the first PostgreSQL sink of -c FILE, else $GATEWAY_DSN, else the default."""
+    if args.dsn:
+        return str(args.dsn)
+    if args.config:
+        from gateway.db.settings import PostgresSettings  # noqa: PLC0415 - keeps --help fast
+        from gateway.settings import load_settings  # noqa: PLC0415
+
+        try:
+            found = load_settings(args.config).first_sink("postgres")
+            if not isinstance(found, PostgresSettings):
+                raise AlertDeskError(
+                    f'{args.config}: no PostgreSQL sink ([sinks.<name>] type = "postgres"); '
+                    "give the database with --dsn"
+                )
+            return found.conninfo()
+        except ValueError as err:  # a bad file, or an unreadable password
+            raise AlertDeskError(str(err)) from err
+    return os.environ.get("GATEWAY_DSN") or DEFAULT_DSN
 
 
 def query_db(dsn: str, flt: AlertFilter) -> list[AlertRow]:
@@ -217,7 +288,7 @@ def _list(args: argparse.Namespace) -> int:
             rows = [r for r in read_jsonl(Path(args.from_file)) if flt.accepts(r)]
             rows.sort(key=lambda r: (r.opened_at, r.id), reverse=True)
         else:
-            rows = query_db(args.dsn, flt)
+            rows = query_db(resolve_dsn(args), flt)
     except AlertDeskError as err:
         print(f"gateway alerts: {err}", file=sys.stderr)
         return 2
@@ -231,7 +302,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _ack(args: argparse.Namespace) -> int:
     try:
-        row = acknowledge(args.dsn, args.id, args.by)
+        row = acknowledge(resolve_dsn(args), args.id, args.by)
     except AlertDeskError as err:
         print(f"gateway alerts ack: {err}", file=sys.stderr)
         return 1
@@ -245,6 +316,8 @@ def _ack(args: argparse.Namespace) -> int:
 EXAMPLES = """\
 examples:
   gateway alerts                                   open alerts, newest first
+  gateway alerts -c config/gateway.toml            in the database that config writes to
+  GATEWAY_DSN=postgresql://postgres@127.0.0.1/gateway_demo gateway alerts
   gateway alerts --kind leak --asset dma-07 --since 2026-01-05
   gateway alerts --asset 'dma-0*' --all            include cleared ones
   gateway alerts --from alerts.jsonl --kind burst  read a replay's output instead
@@ -252,9 +325,25 @@ examples:
 """
 
 
+def _database_options(p: argparse.ArgumentParser, *, under: bool = False) -> None:
+    # under `alerts`, given only when given: else argparse puts None over `alerts --dsn X ack`
+    unset: object = argparse.SUPPRESS if under else None
+    p.add_argument(
+        "--dsn",
+        default=unset,
+        help=f"PostgreSQL DSN (default: the config's, else $GATEWAY_DSN, else {DEFAULT_DSN})",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=unset,
+        help="the gateway config: read its first PostgreSQL sink (dsn, password)",
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `gateway alerts` (list) and `gateway alerts ack`."""
-    dsn = os.environ.get("GATEWAY_DSN", DEFAULT_DSN)
     p = sub.add_parser(
         "alerts",
         help="list open alerts, or acknowledge one",
@@ -262,7 +351,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dsn", default=dsn, help="PostgreSQL (default $GATEWAY_DSN or %(default)s)")
+    _database_options(p)
     p.add_argument("--from", dest="from_file", metavar="FILE.jsonl", help="read a JSONL file")
     p.add_argument("--kind", help="leak, burst, transient, sensor_fault, ...")
     p.add_argument("--asset", help="an asset and what is under it (dma-07), or a prefix (dma-0*)")
@@ -280,5 +369,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ack.add_argument("id", help="the alert id (first column of `gateway alerts`)")
     ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")
-    ack.add_argument("--dsn", default=dsn, help="PostgreSQL (default $GATEWAY_DSN or %(default)s)")
+    _database_options(ack, under=True)
     ack.set_defaults(func=_ack)
