@@ -24,13 +24,20 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from gateway.config import check_timezone
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/gateway"
+DEFAULT_ZONE = "Asia/Kolkata"
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -190,25 +197,45 @@ def _connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
         raise AlertDeskError(connect_problem(err, dsn)) from err
 
 
-def resolve_dsn(args: argparse.Namespace) -> str:
+def _config(args: argparse.Namespace) -> Settings | None:
+    if not args.config:
+        return None
+    from gateway.settings import load_settings  # noqa: PLC0415 - keeps `gateway --help` fast
+
+    try:
+        return load_settings(args.config)
+    except ValueError as err:  # a bad file
+        raise AlertDeskError(str(err)) from err
+
+
+def resolve_dsn(args: argparse.Namespace, config: Settings | None = None) -> str:
     """--dsn, else the first PostgreSQL sink of -c FILE, else $GATEWAY_DSN, else the default."""
     if args.dsn:
         return str(args.dsn)
-    if args.config:
-        from gateway.db.settings import PostgresSettings  # noqa: PLC0415 - keeps --help fast
-        from gateway.settings import load_settings  # noqa: PLC0415
+    config = config or _config(args)
+    if config is None:
+        return os.environ.get("GATEWAY_DSN") or DEFAULT_DSN
+    from gateway.db.settings import PostgresSettings  # noqa: PLC0415
 
-        try:
-            found = load_settings(args.config).first_sink("postgres")
-            if not isinstance(found, PostgresSettings):
-                raise AlertDeskError(
-                    f'{args.config}: no PostgreSQL sink ([sinks.<name>] type = "postgres"); '
-                    "give the database with --dsn"
-                )
-            return found.conninfo()
-        except ValueError as err:  # a bad file, or an unreadable password
-            raise AlertDeskError(str(err)) from err
-    return os.environ.get("GATEWAY_DSN") or DEFAULT_DSN
+    found = config.first_sink("postgres")
+    if not isinstance(found, PostgresSettings):
+        raise AlertDeskError(
+            f'{args.config}: no PostgreSQL sink ([sinks.<name>] type = "postgres"); '
+            "give the database with --dsn"
+        )
+    try:
+        return found.conninfo()
+    except ValueError as err:  # an unreadable password
+        raise AlertDeskError(str(err)) from err
+
+
+def resolve_zone(args: argparse.Namespace, config: Settings | None = None) -> ZoneInfo:
+    """--tz, else the config's [water] timezone, else Asia/Kolkata: where people read times."""
+    name = args.tz or (config.water.timezone if config is not None else DEFAULT_ZONE)
+    try:
+        return ZoneInfo(check_timezone(name, "--tz"))
+    except ValueError as err:
+        raise AlertDeskError(str(err)) from err
 
 
 def query_db(dsn: str, flt: AlertFilter) -> list[AlertRow]:
@@ -262,15 +289,27 @@ def acknowledge(dsn: str, alert_id: str, by: str, at: dt.datetime | None = None)
     return AlertRow(**found)
 
 
-def format_table(rows: Sequence[AlertRow]) -> str:
+def format_table(rows: Sequence[AlertRow], zone: ZoneInfo | None = None) -> str:
+    """A table for people: times local to `zone` (default Asia/Kolkata), to the second."""
     if not rows:
         return "no alerts"
-    head = ("ID", "OPENED (UTC)", "KIND", "ASSET", "SEV", "STATE", "MAGNITUDE", "SCORE", "ACK")
+    zone = zone or ZoneInfo(DEFAULT_ZONE)
+    head = (
+        "ID",
+        f"OPENED ({zone.key})",
+        "KIND",
+        "ASSET",
+        "SEV",
+        "STATE",
+        "MAGNITUDE",
+        "SCORE",
+        "ACK",
+    )
     body = []
     for r in rows:
         ack = r.acked_by or ("NEEDED" if r.needs_ack else "-")
         body.append((
-            r.id, r.opened_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.asset,
+            r.id, r.opened_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"), r.kind, r.asset,
             r.severity, r.state, "-" if r.magnitude is None else f"{r.magnitude:.3g}",
             "-" if r.score is None else f"{r.score:.2f}", ack,
         ))  # fmt: skip
@@ -284,11 +323,13 @@ def format_table(rows: Sequence[AlertRow]) -> str:
 def _list(args: argparse.Namespace) -> int:
     flt = AlertFilter(args.kind, args.asset, args.since, args.all)
     try:
+        config = _config(args)
+        zone = resolve_zone(args, config)
         if args.from_file:
             rows = [r for r in read_jsonl(Path(args.from_file)) if flt.accepts(r)]
             rows.sort(key=lambda r: (r.opened_at, r.id), reverse=True)
         else:
-            rows = query_db(resolve_dsn(args), flt)
+            rows = query_db(resolve_dsn(args, config), flt)
     except AlertDeskError as err:
         print(f"gateway alerts: {err}", file=sys.stderr)
         return 2
@@ -296,7 +337,7 @@ def _list(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(dataclasses.asdict(r), default=str))
     else:
-        print(format_table(rows))
+        print(format_table(rows, zone))
     return 0
 
 
@@ -357,7 +398,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--asset", help="an asset and what is under it (dma-07), or a prefix (dma-0*)")
     p.add_argument("--since", type=parse_time, help="opened at or after (ISO 8601 or epoch s)")
     p.add_argument("--all", action="store_true", help="include cleared alerts")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help=f"show times in this zone (default: the config's [water] timezone, or {DEFAULT_ZONE})",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line, times in UTC")
     p.set_defaults(func=_list)
     actions = p.add_subparsers(title="actions", metavar="ACTION")
     ack = actions.add_parser(

@@ -79,6 +79,18 @@ def test_lists_open_alerts_newest_first(desk_dsn: str, capsys: pytest.CaptureFix
     assert ids(out) == ["a2", "a1", "a4", "a6", "a3"]
     assert "a5" not in ids(out)  # cleared
     assert "NEEDED" in out  # the critical burst needs an ack
+    assert "OPENED (Asia/Kolkata)" in out
+    a1 = next(line for line in out.splitlines() if line.startswith("a1 "))
+    assert "2026-01-05 07:30:00 IST" in a1  # 02:00 UTC, shown in the zone people read
+
+
+def test_times_in_another_zone(desk_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--dsn", desk_dsn, "--tz", "Europe/Berlin", "--kind", "sensor_fault")
+    assert args.func(args) == 0
+    assert "2026-01-05 03:00:00 CET" in capsys.readouterr().out
+    args = parse("--dsn", desk_dsn, "--tz", "Mars/Olympus")
+    assert args.func(args) == 2
+    assert "--tz" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -154,12 +166,17 @@ def test_the_database_comes_from_dsn_then_config_then_environment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "gateway.toml"
-    config.write_text(f'[sinks.central]\ntype = "postgres"\ndsn = "{desk_dsn}"\n')
+    config.write_text(
+        f'[water]\ntimezone = "Europe/Berlin"\n[sinks.central]\ntype = "postgres"\n'
+        f'dsn = "{desk_dsn}"\n'
+    )
     unreachable = _with(desk_dsn, port="1")
     monkeypatch.setenv("GATEWAY_DSN", unreachable)
     args = parse("-c", str(config))
     assert args.func(args) == 0, capsys.readouterr().err
-    assert "a1" in ids(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert "a1" in ids(out)
+    assert "OPENED (Europe/Berlin)" in out  # the config's zone
     args = parse("--dsn", unreachable, "-c", str(config))  # --dsn wins
     assert args.func(args) == 2
     assert "cannot reach" in capsys.readouterr().err
