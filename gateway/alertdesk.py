@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from gateway.config import check_timezone
@@ -158,6 +159,14 @@ def _where(dsn: str) -> str:
     return f"database {params.get('dbname', '(default)')!r} on {host}{port}{user}"
 
 
+def _public(dsn: str) -> str:
+    """The DSN to show in a command: without its password and the timeout we added."""
+    params = conninfo_to_dict(dsn)
+    return make_conninfo(
+        **{k: str(v) for k, v in params.items() if k not in ("password", "connect_timeout")}
+    )
+
+
 _MISSING_DATABASE = ("3D000",)
 _AUTH_REFUSED = ("28P01", "28000")
 
@@ -173,7 +182,8 @@ def connect_problem(err: psycopg.OperationalError, dsn: str) -> str:
     if state in _MISSING_DATABASE or re.search(r'database ".*" does not exist', text):
         return (
             f"the {where} does not exist (the server is up); create it with "
-            "`gateway db migrate --create --dsn DSN`, or name another with --dsn or -c FILE"
+            f"`gateway db migrate --create --dsn {shlex.quote(_public(dsn))}`, or name another "
+            "with --dsn or -c FILE"
         )
     if state in _AUTH_REFUSED or re.search(
         r"password authentication failed|authentication failed|role \".*\" does not exist"

@@ -151,6 +151,8 @@ def test_a_failed_connection_says_which_way_it_failed(
         assert said in err, err
     assert "gateway db migrate --create" in _said(cases["missing"][0], capsys)
     assert "'gw_no_such_db'" in _said(cases["missing"][0], capsys)
+    with_password = _said(_with(cases["missing"][0], password="s3cret"), capsys)
+    assert "does not exist" in with_password and "s3cret" not in with_password
 
 
 def _said(dsn: str, capsys: pytest.CaptureFixture[str]) -> str:
