@@ -1,12 +1,16 @@
 """`gateway alerts`: the operator's desk for alerts. List open ones, acknowledge one.
 
-    gateway alerts [--kind K] [--asset A] [--since TIME] [--all] [--dsn DSN | --from FILE.jsonl]
-    gateway alerts ack ID --by NAME [--dsn DSN]
+    gateway alerts [--kind K] [--asset A] [--since TIME] [--all]
+                   [--dsn DSN | -c FILE | --from FILE.jsonl]
+    gateway alerts ack ID --by NAME [--dsn DSN | -c FILE]
 
 It reads the `alerts` table in PostgreSQL (written by the sinks; see
 gateway/db/migrations) or, offline, an alerts JSONL file from `gateway replay
---alerts-out`. Acknowledging sets `acked_by` and `acked_at` once: a second ack
-reports who acknowledged first and changes nothing.
+--alerts-out`. The database is `--dsn`, else the first PostgreSQL sink of the
+gateway config `-c FILE` (with its password), else `$GATEWAY_DSN`, else the local
+`gateway`. A connection that fails says which way: the server unreachable, the
+database missing, or authentication refused. Acknowledging sets `acked_by` and
+`acked_at` once: a second ack reports who acknowledged first and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +20,25 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from gateway.config import check_timezone
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/gateway"
+DEFAULT_ZONE = "Asia/Kolkata"
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -133,11 +147,105 @@ _COLUMNS = (
 )
 
 
+def _where(dsn: str) -> str:
+    """The DSN as a person reads it, without its password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(an unreadable DSN)"
+    host = params.get("host") or params.get("hostaddr") or "the local socket"
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f" as {params['user']}" if params.get("user") else ""
+    return f"database {params.get('dbname', '(default)')!r} on {host}{port}{user}"
+
+
+def _public(dsn: str) -> str:
+    """The DSN to show in a command: without its password and the timeout we added."""
+    params = conninfo_to_dict(dsn)
+    return make_conninfo(
+        **{k: str(v) for k, v in params.items() if k not in ("password", "connect_timeout")}
+    )
+
+
+_MISSING_DATABASE = ("3D000",)
+_AUTH_REFUSED = ("28P01", "28000")
+
+
+def connect_problem(err: psycopg.OperationalError, dsn: str) -> str:
+    """What failed when connecting: the database missing, authentication refused, or
+    the server unreachable, with the next step. libpq reports these before any query,
+    so there is often no sqlstate: its FATAL message tells them apart then."""
+    text = str(err).strip()
+    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+    state = err.sqlstate or ""
+    where = _where(dsn)
+    if state in _MISSING_DATABASE or re.search(r'database ".*" does not exist', text):
+        return (
+            f"the {where} does not exist (the server is up); create it with "
+            f"`gateway db migrate --create --dsn {shlex.quote(_public(dsn))}`, or name another "
+            "with --dsn or -c FILE"
+        )
+    if state in _AUTH_REFUSED or re.search(
+        r"password authentication failed|authentication failed|role \".*\" does not exist"
+        r"|no pg_hba\.conf entry|password is missing|no password supplied",
+        text,
+    ):
+        return (
+            f"the server refused authentication for the {where} ({first}); check the user, "
+            "the password (password_env or password_file in -c FILE) and pg_hba.conf"
+        )
+    return (
+        f"cannot reach the PostgreSQL server for the {where} ({first}); is it running, "
+        "and are the host and port right?"
+    )
+
+
 def _connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
     try:
         return psycopg.connect(dsn, connect_timeout=5, row_factory=dict_row)
     except psycopg.OperationalError as err:
-        raise AlertDeskError(f"cannot reach PostgreSQL at {dsn}: {err}".strip()) from err
+        raise AlertDeskError(connect_problem(err, dsn)) from err
+
+
+def _config(args: argparse.Namespace) -> Settings | None:
+    if not args.config:
+        return None
+    from gateway.settings import load_settings  # noqa: PLC0415 - keeps `gateway --help` fast
+
+    try:
+        return load_settings(args.config)
+    except ValueError as err:  # a bad file
+        raise AlertDeskError(str(err)) from err
+
+
+def resolve_dsn(args: argparse.Namespace, config: Settings | None = None) -> str:
+    """--dsn, else the first PostgreSQL sink of -c FILE, else $GATEWAY_DSN, else the default."""
+    if args.dsn:
+        return str(args.dsn)
+    config = config or _config(args)
+    if config is None:
+        return os.environ.get("GATEWAY_DSN") or DEFAULT_DSN
+    from gateway.db.settings import PostgresSettings  # noqa: PLC0415
+
+    found = config.first_sink("postgres")
+    if not isinstance(found, PostgresSettings):
+        raise AlertDeskError(
+            f'{args.config}: no PostgreSQL sink ([sinks.<name>] type = "postgres"); '
+            "give the database with --dsn"
+        )
+    try:
+        return found.conninfo()
+    except ValueError as err:  # an unreadable password
+        raise AlertDeskError(str(err)) from err
+
+
+def resolve_zone(args: argparse.Namespace, config: Settings | None = None) -> ZoneInfo:
+    """--tz, else the config's [water] timezone, else Asia/Kolkata: where people read times."""
+    name = args.tz or (config.water.timezone if config is not None else DEFAULT_ZONE)
+    try:
+        return ZoneInfo(check_timezone(name, "--tz"))
+    except ValueError as err:
+        raise AlertDeskError(str(err)) from err
 
 
 def query_db(dsn: str, flt: AlertFilter) -> list[AlertRow]:
@@ -191,15 +299,27 @@ def acknowledge(dsn: str, alert_id: str, by: str, at: dt.datetime | None = None)
     return AlertRow(**found)
 
 
-def format_table(rows: Sequence[AlertRow]) -> str:
+def format_table(rows: Sequence[AlertRow], zone: ZoneInfo | None = None) -> str:
+    """A table for people: times local to `zone` (default Asia/Kolkata), to the second."""
     if not rows:
         return "no alerts"
-    head = ("ID", "OPENED (UTC)", "KIND", "ASSET", "SEV", "STATE", "MAGNITUDE", "SCORE", "ACK")
+    zone = zone or ZoneInfo(DEFAULT_ZONE)
+    head = (
+        "ID",
+        f"OPENED ({zone.key})",
+        "KIND",
+        "ASSET",
+        "SEV",
+        "STATE",
+        "MAGNITUDE",
+        "SCORE",
+        "ACK",
+    )
     body = []
     for r in rows:
         ack = r.acked_by or ("NEEDED" if r.needs_ack else "-")
         body.append((
-            r.id, r.opened_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.asset,
+            r.id, r.opened_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"), r.kind, r.asset,
             r.severity, r.state, "-" if r.magnitude is None else f"{r.magnitude:.3g}",
             "-" if r.score is None else f"{r.score:.2f}", ack,
         ))  # fmt: skip
@@ -213,11 +333,13 @@ def format_table(rows: Sequence[AlertRow]) -> str:
 def _list(args: argparse.Namespace) -> int:
     flt = AlertFilter(args.kind, args.asset, args.since, args.all)
     try:
+        config = _config(args)
+        zone = resolve_zone(args, config)
         if args.from_file:
             rows = [r for r in read_jsonl(Path(args.from_file)) if flt.accepts(r)]
             rows.sort(key=lambda r: (r.opened_at, r.id), reverse=True)
         else:
-            rows = query_db(args.dsn, flt)
+            rows = query_db(resolve_dsn(args, config), flt)
     except AlertDeskError as err:
         print(f"gateway alerts: {err}", file=sys.stderr)
         return 2
@@ -225,13 +347,13 @@ def _list(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(dataclasses.asdict(r), default=str))
     else:
-        print(format_table(rows))
+        print(format_table(rows, zone))
     return 0
 
 
 def _ack(args: argparse.Namespace) -> int:
     try:
-        row = acknowledge(args.dsn, args.id, args.by)
+        row = acknowledge(resolve_dsn(args), args.id, args.by)
     except AlertDeskError as err:
         print(f"gateway alerts ack: {err}", file=sys.stderr)
         return 1
@@ -245,6 +367,8 @@ def _ack(args: argparse.Namespace) -> int:
 EXAMPLES = """\
 examples:
   gateway alerts                                   open alerts, newest first
+  gateway alerts -c config/gateway.toml            in the database that config writes to
+  GATEWAY_DSN=postgresql://postgres@127.0.0.1/gateway_demo gateway alerts
   gateway alerts --kind leak --asset dma-07 --since 2026-01-05
   gateway alerts --asset 'dma-0*' --all            include cleared ones
   gateway alerts --from alerts.jsonl --kind burst  read a replay's output instead
@@ -252,9 +376,25 @@ examples:
 """
 
 
+def _database_options(p: argparse.ArgumentParser, *, under: bool = False) -> None:
+    # under `alerts`, given only when given: else argparse puts None over `alerts --dsn X ack`
+    unset: object = argparse.SUPPRESS if under else None
+    p.add_argument(
+        "--dsn",
+        default=unset,
+        help=f"PostgreSQL DSN (default: the config's, else $GATEWAY_DSN, else {DEFAULT_DSN})",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=unset,
+        help="the gateway config: read its first PostgreSQL sink (dsn, password)",
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `gateway alerts` (list) and `gateway alerts ack`."""
-    dsn = os.environ.get("GATEWAY_DSN", DEFAULT_DSN)
     p = sub.add_parser(
         "alerts",
         help="list open alerts, or acknowledge one",
@@ -262,13 +402,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dsn", default=dsn, help="PostgreSQL (default $GATEWAY_DSN or %(default)s)")
+    _database_options(p)
     p.add_argument("--from", dest="from_file", metavar="FILE.jsonl", help="read a JSONL file")
     p.add_argument("--kind", help="leak, burst, transient, sensor_fault, ...")
     p.add_argument("--asset", help="an asset and what is under it (dma-07), or a prefix (dma-0*)")
     p.add_argument("--since", type=parse_time, help="opened at or after (ISO 8601 or epoch s)")
     p.add_argument("--all", action="store_true", help="include cleared alerts")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help=f"show times in this zone (default: the config's [water] timezone, or {DEFAULT_ZONE})",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line, times in UTC")
     p.set_defaults(func=_list)
     actions = p.add_subparsers(title="actions", metavar="ACTION")
     ack = actions.add_parser(
@@ -280,5 +425,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ack.add_argument("id", help="the alert id (first column of `gateway alerts`)")
     ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")
-    ack.add_argument("--dsn", default=dsn, help="PostgreSQL (default $GATEWAY_DSN or %(default)s)")
+    _database_options(ack, under=True)
     ack.set_defaults(func=_ack)

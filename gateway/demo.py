@@ -1,12 +1,17 @@
-"""`gateway demo`: the whole path on one machine, with a live summary.
+"""`gateway demo`: the whole path on one machine, with a live summary and a fault table.
 
-firmware_sim WaterNetworkSim --Modbus TCP and RTU on a pty--> ModbusSource --+
-firmware_sim bus Fleet ------MQTT (local Mosquitto)---------> MqttSource ----+
-                                                                             v
-              stages: WaterDetectors, VehicleRules, AlertPrinter (prints alerts)
-                                                                             v
-                   durable Outbox --> PostgresSink (gateway_demo)
-                                      or SqliteSink when PostgreSQL is unreachable
+firmware_sim WaterNetworkSim --Modbus TCP and RTU on a pty--> [sources.water] modbus --+
+firmware_sim bus Fleet ------MQTT (local Mosquitto)---------> [sources.buses] mqtt ----+
+                                                                                       v
+        build(settings): aggregate, WaterDetectors, VehicleRules, then the demo's FleetView
+        and AlertPrinter (prints alerts, fills the FaultTable)
+                                                                                       v
+                   durable Outbox --> [sinks.postgres] (gateway_demo)
+                                      or [sinks.sqlite] when PostgreSQL is unreachable
+
+The demo writes a `Settings` value and wires it with `gateway.build`, as `gateway run`
+does a config file. Its water network runs on a simulated clock (`--speed`, 600x) and its
+buses on the wall clock; the times it prints say which.
 """
 
 from __future__ import annotations
@@ -15,105 +20,68 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
+import shlex
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Sequence
+from typing import TextIO, TypeVar
 
 import psycopg
 
-from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings
+from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings, vehicle_id
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import PmpmlRoutes
 from firmware_sim.water.model import LeakSpec, ModelSettings, WaterModel
 from firmware_sim.water.server import WaterNetworkSim, WaterSimSettings
 from gateway import simulated
-from gateway.analytics import kernels, water
-from gateway.analytics.aggregate import AggregateStage
-from gateway.analytics.vehicle import VehicleRules
-from gateway.analytics.vehicle_settings import VehicleRulesSettings
+from gateway.analytics.vehicle_settings import ModelThresholds, VehicleRulesSettings
 from gateway.analytics.water import WaterDetectors
 from gateway.analytics.water_settings import DmaSettings
 from gateway.batch import NS_PER_S, ReadingBatch
+from gateway.build import Gateway, build
 from gateway.bundle import Bundle
 from gateway.db.migrate import MigrationError, ensure_database
+from gateway.db.settings import PostgresSettings
+from gateway.demo_feed import BUS_FAULT_ALERTS, AlertPrinter, Clock, FaultTable, FleetView, Injected
 from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.drivers.modbus.source import ModbusSource
-from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.drivers.mqtt.source import MqttSourceSettings
 from gateway.events import AlertState
 from gateway.mqtt.client import MqttSettings
-from gateway.parts import Sink, Source, Stage
-from gateway.pipeline.outbox import Outbox, OutboxSettings
-from gateway.runtime import Runtime, RuntimeSettings, stop_on_signals
-from gateway.sinks.postgres import PostgresSink
-from gateway.sinks.sqlite import SqliteSink
-from gateway.streams import StreamRegistry
+from gateway.pipeline.outbox import OutboxSettings
+from gateway.runtime import Runtime, stop_on_signals
+from gateway.settings import (
+    GatewaySettings,
+    MetricsSettings,
+    Part,
+    PipelineSettings,
+    Settings,
+)
+from gateway.sinks.sqlite import SqliteSettings, SqliteSink
 
 DAY_S = 86_400
 IST_S = 5.5 * 3600
 HISTORY_DAYS = 14
-# injected into the simulated fleet: kind:bus:at_s[:duration_s]
-DEMO_FAULTS = ("panic:1:8", "gps_jump:2:12", "dtc:3:16:600", "overheat:0:5:600")
+# injected into the simulated fleet: kind:bus:at_s[:duration_s], seconds after it starts
+DEMO_FAULTS = ("overheat:0:2:600", "panic:1:8", "gps_jump:2:12", "dtc:3:16:600")
 # into the water network, in sim time after its start
 DEMO_WATER_FAULTS = (
     LeakSpec(dma=1, at_s=600, rate_lps=3.0),
     LeakSpec(dma=2, at_s=7200, rate_lps=10.0, kind="burst"),
 )
+# The buses are in service (engines warm) when the gateway starts listening.
+PREROLL_S = 300
+# The buses run on the wall clock, so the one rule that waits long is shortened here, as
+# the water network's clock is sped up: with the defaults (CAN every 30 s, above 105 C
+# for 60 s) an overheat alert opens ~100 s after the fault, ~130 s from a cold engine.
+DEMO_CAN_PERIOD_S = 2.0
+DEMO_BUS_THRESHOLDS = ModelThresholds(coolant_max_c=100.0, coolant_clear_c=95.0, coolant_hold_s=5.0)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(Demo(args, sys.stdout).run())
-
-
-class AlertPrinter:
-    """The demo's last stage: one line per alert as it opens, and as it clears."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.opened: set[str] = set()
-
-    def process(self, bundle: Bundle) -> Bundle:
-        for a in bundle.alerts:
-            if a.state is AlertState.UPDATED:
-                continue
-            if a.state is AlertState.OPENED:
-                self.opened.add(a.id)
-            elif a.id not in self.opened:
-                continue  # opened while the detectors learned the history
-            at = a.cleared_at if a.cleared_at is not None else a.opened_at
-            local = time.strftime("%a %H:%M IST", time.gmtime(at / NS_PER_S + IST_S))
-            detail = a.message or ", ".join(f"{k}={v}" for k, v in list(a.evidence.items())[:3])
-            print(
-                f"  ALERT {a.state.value:7s} {a.severity.name.lower():8s} {a.kind:16s} "
-                f"{a.asset:24s} {local}  {detail}",
-                file=self.out,
-                flush=True,
-            )
-        return bundle
-
-
-class FleetView:
-    """The demo's view of the buses: each one's latest speed, for the summary line."""
-
-    def __init__(self) -> None:
-        self.speed_kmh: dict[int, float] = {}
-        self.fixes = 0
-
-    def process(self, bundle: Bundle) -> Bundle:
-        f = bundle.fixes
-        self.fixes += len(f)
-        for vehicle, speed in zip(f.vehicle.tolist(), f.speed.tolist(), strict=True):
-            self.speed_kmh[vehicle] = speed * 3.6
-        return bundle
-
-    def summary(self) -> str:
-        speeds = [v for v in self.speed_kmh.values() if not math.isnan(v)]
-        moving = sum(v > 2 for v in speeds)
-        mean = sum(speeds) / len(speeds) if speeds else 0.0
-        return f"buses {len(self.speed_kmh)} reporting, {moving} moving at {mean:4.1f} km/h"
 
 
 def modbus_settings(sim: WaterNetworkSim, interval: float, rtu: bool) -> ModbusSettings:
@@ -183,21 +151,44 @@ def learn_history(detectors: WaterDetectors, live: WaterSimSettings) -> int:
 
 
 class BusFleet:
-    """The simulated fleet, publishing to the local broker once a second."""
+    """The simulated fleet, publishing to the local broker once a second. It has been in
+    service for PREROLL_S before the first message (warm engines, buses along their
+    routes); `faults` are timed from that first message."""
 
-    def __init__(self, buses: int, prefix: str) -> None:
-        faults = tuple(Fault.parse(f) for f in DEMO_FAULTS if int(f.split(":")[1]) < buses)
+    def __init__(self, buses: int, prefix: str, faults: Sequence[Fault]) -> None:
+        self.start_ms = int(time.time() * 1000) - PREROLL_S * 1000
+        self.faults = tuple(faults)
+        shifted = tuple(dataclasses.replace(f, at_s=f.at_s + PREROLL_S) for f in self.faults)
         self.fleet = Fleet(
             FleetSettings(
-                buses=buses, start_ms=int(time.time() * 1000), prefix=prefix, faults=faults
+                buses=buses,
+                start_ms=self.start_ms,
+                prefix=prefix,
+                faults=shifted,
+                can_period_s=DEMO_CAN_PERIOD_S,
             ),
             PmpmlRoutes(),
         )
+        for _ in range(PREROLL_S):
+            self.fleet.advance(1.0)  # published before the gateway listened: not sent
         self.publisher = BusPublisher(BrokerTarget(client_id=f"{prefix}-fleet"))
+
+    def injected(self, clock: Clock) -> list[Injected]:
+        live_ns = (self.start_ms + PREROLL_S * 1000) * 1_000_000
+        return [
+            Injected(
+                f.kind.replace("_", " "),
+                f"bus/{vehicle_id(f.bus)}",
+                BUS_FAULT_ALERTS[f.kind],
+                live_ns + round(f.at_s * NS_PER_S),
+                clock,
+            )
+            for f in self.faults
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.publisher.start)
-        started = time.monotonic()
+        started = time.monotonic() - self.fleet.t_s
         try:
             while not stop.is_set():
                 self.publisher.publish(self.fleet.advance(1.0))
@@ -213,14 +204,14 @@ class Demo:
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self.args = args
         self.out = out
-        self.registry = StreamRegistry()
         # a gateway id per run: runs replay the same sim times, which must not collide
         self.gateway_id = time.strftime("demo-%Y%m%dT%H%M%S", time.gmtime())
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    async def open_sink(self) -> tuple[Sink, str]:
+    async def choose_sink(self) -> tuple[Part, str]:
+        """PostgreSQL, its database created and migrated when missing; else SQLite."""
         dsn: str = self.args.dsn
         try:
             async with asyncio.timeout(15):
@@ -229,80 +220,84 @@ class Demo:
             reason = str(err) or type(err).__name__
             self.say(f"PostgreSQL is not reachable ({reason.splitlines()[0]}).")
             self.say(f"Writing to the embedded SQLite store {self.args.sqlite} instead.")
-            return SqliteSink(self.args.sqlite, self.registry), f"sqlite {self.args.sqlite}"
+            part = Part("sqlite", "sqlite", SqliteSettings(path=self.args.sqlite))
+            return part, f"sqlite {self.args.sqlite}"
         db = psycopg.conninfo.conninfo_to_dict(dsn).get("dbname", "")
         self.say(
             f"PostgreSQL: database {db} ready ({report.mode} mode); "
             f"this run writes as gateway {self.gateway_id}."
         )
-        return PostgresSink(dsn, self.registry, self.gateway_id), f"postgres {db}"
+        return Part("postgres", "postgres", PostgresSettings(dsn=dsn)), f"postgres {db}"
 
-    def bus_source(self, prefix: str) -> MqttSource:
-        broker = MqttSettings(client_id=f"{prefix}-gateway", session_expiry_s=300)
-        return MqttSource(MqttSourceSettings(broker=broker, prefix=prefix), self.registry)
+    def settings(
+        self, sim: WaterNetworkSim, sink: Part, outbox: str, prefix: str, poll: float
+    ) -> Settings:
+        """The demo's gateway, as a config file would give it to `gateway run`."""
+        a = self.args
+        sources = [Part("water", "modbus", modbus_settings(sim, poll, a.rtu))]
+        if a.buses:
+            broker = MqttSettings(client_id=f"{prefix}-gateway", session_expiry_s=300)
+            sources.append(Part("buses", "mqtt", MqttSourceSettings(broker=broker, prefix=prefix)))
+        return Settings(
+            gateway=GatewaySettings(id=self.gateway_id),
+            pipeline=PipelineSettings(batch_max_seconds=0.5, drain_timeout=5.0),
+            outbox=OutboxSettings(directory=outbox),
+            metrics=MetricsSettings(enabled=False),
+            sources=tuple(sources),
+            sinks=(sink,),
+            vehicle_rules=VehicleRulesSettings(models={"default": DEMO_BUS_THRESHOLDS}),
+            dma=tuple(dma_settings(a.dmas)),
+        )
 
     async def run(self) -> int:
         a = self.args
         stop = asyncio.Event()
         stop_on_signals(stop)
-        kernels.warm_up()
-        water.warm_up()
-        VehicleRules.warm_up()
         start_s = network_start(time.time())
         leaks = tuple(x for x in (*a.leak, *a.burst) or DEMO_WATER_FAULTS if x.dma <= a.dmas)
         model = ModelSettings(dmas=a.dmas, start_epoch_s=start_s, leaks=leaks)
         sim_settings = WaterSimSettings(model=model, rtu=a.rtu, speed=a.speed)
-        detectors = WaterDetectors(self.registry, dma_settings(a.dmas))
         prefix = f"demo{os.getpid()}"
         poll = a.poll_interval or 60.0 / a.speed
-        # the history and the database come first: the network's clock starts with the
-        # simulator, and a slow start would read as a dropout of every meter
-        began = time.monotonic()
-        history_alerts = learn_history(detectors, sim_settings)
-        self.say(
-            f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
-            f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
-        )
-        sink, where = await self.open_sink()
+        sink, where = await self.choose_sink()
+        bus_faults = [Fault.parse(f) for f in DEMO_FAULTS if int(f.split(":")[1]) < a.buses]
         async with WaterNetworkSim(sim_settings) as sim:
-            meters = ModbusSource(
-                modbus_settings(sim, poll, a.rtu),
-                self.registry,
-                clock=lambda: int((start_s + sim.sim_time()) * NS_PER_S),
-            )
-            sources: list[Source] = [meters]
-            over = "TCP and RTU on a pty" if a.rtu else "TCP"
-            self.say(
-                f"Simulated water network: {a.dmas} DMAs, {meters.devices_total} meters over "
-                f"Modbus {over}, at {a.speed:g}x real time (a reading a sim minute), "
-                f"polled every {poll:g} s. Injected: "
-                + (", ".join(f"{x.kind} {x.rate_lps:g} L/s in DMA {x.dma} at "
-                             f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
-            )  # fmt: skip
-            stages: list[Stage] = [AggregateStage(self.registry), detectors]
-            fleet = None
-            if a.buses:
-                fleet = BusFleet(a.buses, prefix)
-                sources.append(self.bus_source(prefix))
-                stages.append(VehicleRules(VehicleRulesSettings(), self.registry))
-                self.say(
-                    f"Simulated bus fleet: {a.buses} PMPML buses on MQTT {prefix}/v1/#, "
-                    f"faults injected: {', '.join(DEMO_FAULTS)}."
-                )
-            view = FleetView()
-            printer = AlertPrinter(self.out)
-            stages += [view, printer]
             with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
-                outbox = Outbox.open(
-                    Path(tmp) / "outbox.sqlite", self.registry, OutboxSettings(directory=tmp)
+                settings = self.settings(sim, sink, tmp, prefix, poll)
+                zone = settings.water.timezone
+                network, wall = Clock.simulated(a.speed, zone), Clock.wall(zone)
+                faults = FaultTable(
+                    Injected(
+                        f"{x.kind} {x.rate_lps:g} L/s", f"dma-{x.dma:02d}", (x.kind,),
+                        round((start_s + x.at_s) * NS_PER_S), network,
+                    )
+                    for x in leaks
+                )  # fmt: skip
+                view = FleetView()
+                printer = AlertPrinter(
+                    self.out, faults, network=network, wall=wall,
+                    dmas={d.name for d in settings.dma},
+                )  # fmt: skip
+                gateway = build(settings, file="gateway demo", extra_stages=[view, printer])
+                meters = _part(gateway, ModbusSource)
+                # the history first: the network's clock (re)starts after it, since a slow
+                # start would read as a dropout of every meter
+                began = time.monotonic()
+                history_alerts = learn_history(_part(gateway, WaterDetectors), sim_settings)
+                self.say(
+                    f"Leak detectors learned {HISTORY_DAYS} days of this network's history "
+                    f"in {time.monotonic() - began:.1f} s ({history_alerts} alerts opened in it)."
                 )
-                runtime = Runtime(
-                    sources,
-                    [sink],
-                    stages,
-                    settings=RuntimeSettings(batch_max_seconds=0.5, drain_timeout=5.0),
-                    queue_for=lambda _: outbox,
-                )
+                self.describe_network(meters, leaks, poll, network)
+                fleet = None
+                if a.buses:
+                    fleet = BusFleet(a.buses, prefix, bus_faults)
+                    faults.add(fleet.injected(wall))
+                    self.describe_fleet(prefix)
+                sim.restart_clock()
+                meters.clock = lambda: int((start_s + sim.sim_time()) * NS_PER_S)
+                runtime = gateway.runtime
+                assert runtime is not None  # built to run, not to check
                 started = time.monotonic()
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(runtime.run(stop))
@@ -311,6 +306,7 @@ class Demo:
                             runtime,
                             meters=meters,
                             sim=sim,
+                            network=network,
                             fleet=view if fleet else None,
                             where=where,
                             stop=stop,
@@ -321,9 +317,9 @@ class Demo:
                     if a.duration > 0:
                         tg.create_task(stop_after(a.duration, stop))
                 elapsed = time.monotonic() - started
-                left = outbox.rows
-        delivery = runtime.deliveries[0]
-        stored = await self.count_stored(sink)
+                delivery = runtime.deliveries[0]
+                left = delivery.queue.rows
+        stored = await self.count_stored(gateway)
         self.say(
             f"Done after {elapsed:.0f} s: {runtime.rows_emitted} readings emitted "
             f"({runtime.rows_emitted / max(elapsed, 1e-9):.1f}/s); {stored} readings of this run "
@@ -331,7 +327,49 @@ class Demo:
             f"(readings, fixes, events, alerts) confirmed; {len(printer.opened)} alerts opened; "
             f"{left} rows left in the outbox."
         )
+        self.say(f"\nInjected faults and the alerts that caught them (times in {zone}):")
+        self.say(faults.render())
+        missed = faults.missed()
+        if missed:
+            self.say(f"{len(missed)} of {len(faults.faults)} injected faults missed.")
+        self.say_alerts_command(sink)
         return 0
+
+    def describe_network(
+        self, meters: ModbusSource, leaks: Sequence[LeakSpec], poll: float, network: Clock
+    ) -> None:
+        a = self.args
+        over = "TCP and RTU on a pty" if a.rtu else "TCP"
+        self.say(
+            f"Simulated water network: {a.dmas} DMAs, {meters.devices_total} meters over "
+            f"Modbus {over}, on a simulated clock at {a.speed:g}x real time ('{network.label}': "
+            f"a reading a sim minute), polled every {poll:g} s. Injected: "
+            + (", ".join(f"{x.kind} {x.rate_lps:g} L/s in DMA {x.dma} at "
+                         f"+{x.at_s / 60:g} min" for x in leaks) or "nothing")
+        )  # fmt: skip
+
+    def describe_fleet(self, prefix: str) -> None:
+        m = DEMO_BUS_THRESHOLDS
+        d = ModelThresholds()
+        self.say(
+            f"Simulated bus fleet: {self.args.buses} PMPML buses on MQTT {prefix}/v1/#, on the "
+            f"wall clock ('wall'), CAN every {DEMO_CAN_PERIOD_S:g} s; faults injected: "
+            f"{', '.join(DEMO_FAULTS)}. Overheating is shortened for the demo: above "
+            f"{m.coolant_max_c:g} C for {m.coolant_hold_s:g} s (default {d.coolant_max_c:g} C "
+            f"for {d.coolant_hold_s:g} s)."
+        )
+
+    def say_alerts_command(self, sink: Part) -> None:
+        if isinstance(sink.settings, PostgresSettings):
+            self.say(
+                "List this run's alerts: gateway alerts --all --dsn "
+                + shlex.quote(sink.settings.dsn)
+            )
+        else:
+            self.say(
+                "This run's alerts are in the SQLite store: sqlite3 "
+                f"{shlex.quote(self.args.sqlite)} 'SELECT kind, asset, state FROM alerts'"
+            )
 
     async def summarise(
         self,
@@ -339,6 +377,7 @@ class Demo:
         *,
         meters: ModbusSource,
         sim: WaterNetworkSim,
+        network: Clock,
         fleet: FleetView | None,
         where: str,
         stop: asyncio.Event,
@@ -356,16 +395,17 @@ class Demo:
             d = runtime.deliveries[0]
             state = "up" if d.stats.up else "DOWN"
             buses = f"  {fleet.summary()}" if fleet else ""
-            sim_clock = time.strftime("%a %H:%M", time.gmtime(sim.model.epoch_s() + IST_S))
+            at_s = sim.model.epoch_s()
             self.say(
-                f"{now - started:5.0f}s  network {sim_clock} IST"
+                f"{now - started:5.0f}s  network {network.show(round(at_s * NS_PER_S))}"
                 f"  meters {meters.devices_up()}/{meters.devices_total} up"
                 f"{buses}  readings/s {rate:6.1f}  stored {d.stats.rows_written:7d}"
                 f" ({where}, {state})  outbox {d.queue.rows} rows"
             )
 
-    async def count_stored(self, sink: Sink) -> int:
+    async def count_stored(self, gateway: Gateway) -> int:
         """Readings of this run in the sink's table (earlier runs share the database)."""
+        sink = gateway.sinks[0]
         if isinstance(sink, SqliteSink):
             await sink.open()
             try:
@@ -380,6 +420,17 @@ class Demo:
             )
             row = await cur.fetchone()
             return int(row[0]) if row else 0
+
+
+T = TypeVar("T")
+
+
+def _part(gateway: Gateway, kind: type[T]) -> T:
+    """The one source or stage of `kind` that build made."""
+    found = [p for p in (*gateway.sources, *gateway.stages) if isinstance(p, kind)]
+    if len(found) != 1:
+        raise RuntimeError(f"the demo's settings should give one {kind.__name__}, got {found}")
+    return found[0]
 
 
 async def stop_after(seconds: float, stop: asyncio.Event) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from gateway import alertdesk
 from gateway.events import Alert, Severity
@@ -78,6 +79,18 @@ def test_lists_open_alerts_newest_first(desk_dsn: str, capsys: pytest.CaptureFix
     assert ids(out) == ["a2", "a1", "a4", "a6", "a3"]
     assert "a5" not in ids(out)  # cleared
     assert "NEEDED" in out  # the critical burst needs an ack
+    assert "OPENED (Asia/Kolkata)" in out
+    a1 = next(line for line in out.splitlines() if line.startswith("a1 "))
+    assert "2026-01-05 07:30:00 IST" in a1  # 02:00 UTC, shown in the zone people read
+
+
+def test_times_in_another_zone(desk_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--dsn", desk_dsn, "--tz", "Europe/Berlin", "--kind", "sensor_fault")
+    assert args.func(args) == 0
+    assert "2026-01-05 03:00:00 CET" in capsys.readouterr().out
+    args = parse("--dsn", desk_dsn, "--tz", "Mars/Olympus")
+    assert args.func(args) == 2
+    assert "--tz" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -113,15 +126,74 @@ def test_ack_once_by_name(desk_dsn: str, capsys: pytest.CaptureFixture[str]) -> 
     assert "no alert with id 'nope'" in capsys.readouterr().err
 
 
-def test_missing_table_and_unreachable_server_are_explained(
-    pg_dsn: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_table_is_explained(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("--dsn", pg_dsn)
     assert args.func(args) == 2
     assert "gateway db migrate" in capsys.readouterr().err
-    args = parse("--dsn", "postgresql://postgres@127.0.0.1:1/gateway")
+
+
+def _with(dsn: str, **change: str) -> str:
+    return make_conninfo(dsn, **change)
+
+
+def test_a_failed_connection_says_which_way_it_failed(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        "unreachable": (_with(pg_dsn, port="1"), "cannot reach the PostgreSQL server"),
+        "missing": (_with(pg_dsn, dbname="gw_no_such_db"), "does not exist (the server is up)"),
+        "refused": (_with(pg_dsn, user="gw_no_such_role"), "refused authentication"),
+    }
+    for dsn, said in cases.values():
+        args = parse("--dsn", dsn)
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert said in err, err
+    assert "gateway db migrate --create" in _said(cases["missing"][0], capsys)
+    assert "'gw_no_such_db'" in _said(cases["missing"][0], capsys)
+    with_password = _said(_with(cases["missing"][0], password="s3cret"), capsys)
+    assert "does not exist" in with_password and "s3cret" not in with_password
+
+
+def _said(dsn: str, capsys: pytest.CaptureFixture[str]) -> str:
+    args = parse("--dsn", dsn)
+    args.func(args)
+    return capsys.readouterr().err
+
+
+def test_the_database_comes_from_dsn_then_config_then_environment(
+    desk_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[water]\ntimezone = "Europe/Berlin"\n[sinks.central]\ntype = "postgres"\n'
+        f'dsn = "{desk_dsn}"\n'
+    )
+    unreachable = _with(desk_dsn, port="1")
+    monkeypatch.setenv("GATEWAY_DSN", unreachable)
+    args = parse("-c", str(config))
+    assert args.func(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "a1" in ids(out)
+    assert "OPENED (Europe/Berlin)" in out  # the config's zone
+    args = parse("--dsn", unreachable, "-c", str(config))  # --dsn wins
     assert args.func(args) == 2
-    assert "cannot reach PostgreSQL" in capsys.readouterr().err
+    assert "cannot reach" in capsys.readouterr().err
+    monkeypatch.setenv("GATEWAY_DSN", desk_dsn)
+    args = parse()
+    assert args.func(args) == 0
+    assert "a1" in ids(capsys.readouterr().out)
+    args = parse("-c", str(config), "ack", "a1", "--by", "asha")  # given before the action
+    assert args.func(args) == 0
+    assert "acknowledged by asha" in capsys.readouterr().out
+    no_db = tmp_path / "no_db.toml"
+    no_db.write_text('[sinks.local]\ntype = "sqlite"\n')
+    args = parse("-c", str(no_db))
+    assert args.func(args) == 2
+    assert "no PostgreSQL sink" in capsys.readouterr().err
 
 
 def test_reads_a_replay_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

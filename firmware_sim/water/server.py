@@ -132,6 +132,13 @@ class WaterNetworkSim:
         """Sim seconds since start."""
         return (asyncio.get_running_loop().time() - self._t0) * self.settings.speed
 
+    def restart_clock(self) -> None:
+        """Sim time 0 from now, for a caller that needs the ports before its clients are
+        ready (`gateway demo` builds its gateway and learns history after `start`)."""
+        if self.model.t > 0:
+            raise RuntimeError("the network has already served requests; restart before them")
+        self._t0 = asyncio.get_running_loop().time()
+
     def device(self, name: str) -> SimMeter:
         for m in self.devices:
             if m.name == name:
