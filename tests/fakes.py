@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from gateway.bundle import Bundle
+from gateway.parts import SinkUnavailable
 from gateway.streams import StreamRegistry
 
 
@@ -14,3 +18,37 @@ def numbered_registry(streams: int = 8, vehicles: int = 4) -> StreamRegistry:
     for i in range(vehicles):
         registry.vehicles.intern(f"BUS-{i}")
     return registry
+
+
+def flow_registry() -> StreamRegistry:
+    """One DMA inlet flow meter, `dma-01/inlet/flow_lps`, as stream 0."""
+    registry = StreamRegistry()
+    registry.register("dma-01/inlet/flow_lps", "L/s", "flow")
+    return registry
+
+
+@dataclasses.dataclass
+class MemorySink:
+    """A sink that keeps (stream, ts) of every reading written; `down` refuses writes."""
+
+    name: str = "memory"
+    down: bool = False
+    opened: bool = False
+    closed: bool = False
+    ts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ts)
+
+    async def open(self) -> None:
+        self.opened = True
+
+    async def write(self, bundle: Bundle) -> None:
+        if self.down:
+            raise SinkUnavailable("connection refused")
+        r = bundle.readings
+        self.ts.extend(zip(r.stream.tolist(), r.ts.tolist(), strict=True))
+
+    async def close(self) -> None:
+        self.closed = True

@@ -34,7 +34,7 @@ from gateway.parts import Emit
 from gateway.pipeline.outbox import Outbox, OutboxSettings
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
-from gateway.streams import StreamRegistry
+from tests.fakes import flow_registry
 
 HERE = Path(__file__).resolve().parent
 PROCESS = HERE / "gateway_process.py"
@@ -240,12 +240,6 @@ class RecordingSink(PostgresSink):
             await copy.write(payload[len(payload) // 2 :])
 
 
-def registry() -> StreamRegistry:
-    reg = StreamRegistry()
-    reg.register("dma-01/inlet/flow_lps", "L/s", "flow")
-    return reg
-
-
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[asyncio.Event]:
     stop = asyncio.Event()
@@ -273,7 +267,7 @@ async def test_database_outage_loses_nothing_and_live_goes_before_the_backlog(
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
     # the pool gives up reconnecting after 1 s: the outage outlasts it, as a long one would
-    reg = registry()
+    reg = flow_registry()
     sink = RecordingSink(dsn, reg, "gw-outage", connect_timeout=1.0, reconnect_timeout=1.0)
     outbox = Outbox.open(
         tmp_path / "o.sqlite", reg, OutboxSettings(live_window_s=0.5, backlog_rows_per_s=0)
@@ -368,7 +362,7 @@ async def test_postgresql_restart_in_the_middle_of_a_copy(
 ) -> None:
     dsn, restart = own_cluster
     await migrate(dsn)
-    reg = registry()
+    reg = flow_registry()
     sink = RecordingSink(dsn, reg, "gw-restart", connect_timeout=2.0)
     outbox = Outbox.open(tmp_path / "o.sqlite", reg)
     source = Counter(rows=5_000, every=0.05)
@@ -419,7 +413,7 @@ async def test_disk_quota_during_an_outage_sheds_raw_readings_and_keeps_alerts(
     proxy = Proxy(int(psycopg.conninfo.conninfo_to_dict(pg_dsn).get("port") or 5432))
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
-    reg = registry()
+    reg = flow_registry()
     sink = RecordingSink(dsn, reg, "gw-quota", connect_timeout=1.0)
     outbox = Outbox.open(tmp_path / "o.sqlite", reg, OutboxSettings(disk_quota_bytes=1024 * 1024))
     source = AlertingCounter(rows=2000, every=0.01)  # ~42 kB per bundle: 1 MiB in ~0.3 s

@@ -17,7 +17,7 @@ from gateway.parts import Emit
 from gateway.pipeline.outbox import Outbox
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
-from gateway.streams import StreamRegistry
+from tests.fakes import flow_registry
 
 DAY = 86_400 * 1_000_000_000
 T0 = (
@@ -39,12 +39,6 @@ class Burst:
         await asyncio.Event().wait()
 
 
-def registry() -> StreamRegistry:
-    reg = StreamRegistry()
-    reg.register("dma-01/inlet/flow_lps", "L/s", "flow")
-    return reg
-
-
 async def run_once(sink: PostgresSink, outbox: Outbox, source: Burst | None, secs: float) -> None:
     settings = RuntimeSettings(batch_max_rows=1000, batch_max_seconds=0.05, drain_timeout=0.5)
     runtime = Runtime([source] if source else [], [sink], settings=settings,
@@ -61,13 +55,15 @@ async def test_undelivered_rows_stay_on_disk_for_the_next_start(
 ) -> None:
     await migrate(pg_dsn)
     path = tmp_path / "outbox-postgres.sqlite"
-    reg = registry()
+    reg = flow_registry()
     down = PostgresSink("postgresql://postgres@127.0.0.1:9/x", reg, "gw", connect_timeout=1)
     outbox = Outbox.open(path, reg)
     await run_once(down, outbox, Burst(5, 400), 0.5)
     outbox.close_file()
-    assert Outbox.open(path, registry()).rows == 2000, "the outbox kept everything through the stop"
-    reg = registry()
+    assert Outbox.open(path, flow_registry()).rows == 2000, (
+        "the outbox kept everything through the stop"
+    )
+    reg = flow_registry()
     up = PostgresSink(pg_dsn, reg, "gw")
     outbox = Outbox.open(path, reg)
     await run_once(up, outbox, None, 1.0)
