@@ -162,16 +162,26 @@ def sql_interval(span: timedelta) -> str:
     raise AssertionError("unreachable: every whole number of seconds divides by 1")
 
 
+# How long after a bucket closes its last minutes are taken to be in: gateways
+# write each minute's aggregate seconds after it ends.
+SETTLE = timedelta(minutes=5)
+
+
 def refresh_window(retention: RetentionSettings, bucket: timedelta) -> tuple[timedelta, timedelta]:
     """(start_offset, end_offset) of a continuous aggregate's refresh policy.
 
-    end_offset is one bucket, so the bucket still filling is left alone.
+    end_offset is SETTLE, not a bucket: a refresh materialises only the buckets
+    wholly inside its window, so the bucket still filling is left alone anyway,
+    while an end_offset of one bucket also held back the newest complete one
+    (yesterday's day appeared only at the end of today). So a bucket is there
+    SETTLE plus at most one schedule_interval after it closes. Minutes that
+    arrive later (a backlog) are picked up by the next run, within the window.
     start_offset is the refresh window (how late a backlog may arrive), but at
     least end_offset plus two buckets: add_continuous_aggregate_policy refuses
     a window (start_offset - end_offset) narrower than two buckets ("policy
     refresh window too small").
     """
-    end = bucket
+    end = SETTLE
     start = max(timedelta(days=retention.refresh_window_days), end + 2 * bucket)
     return start, end
 
