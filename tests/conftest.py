@@ -108,6 +108,12 @@ def db_dsn(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
+def tsdb_dsn() -> Iterator[str]:
+    """A fresh, empty database on the TimescaleDB server only, for what plain mode lacks."""
+    yield from _fresh_database(_timescaledb_dsn())
+
+
+@pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """A fresh, empty database on the plain PostgreSQL server, dropped afterwards."""
     yield from _fresh_database(_server_dsn())

@@ -152,14 +152,28 @@ CONTINUOUS_AGGREGATES: tuple[tuple[str, timedelta, timedelta], ...] = (
 )
 
 
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
 def sql_interval(span: timedelta) -> str:
-    """A whole number of seconds as an SQL interval literal: INTERVAL '3 days'."""
+    """A whole number of seconds as an SQL interval literal in its largest
+    whole unit: INTERVAL '3 days', INTERVAL '2885 minutes'."""
     seconds = int(span.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+    for unit, size in _UNITS:
         if seconds % size == 0:
             n = seconds // size
             return f"INTERVAL '{n} {unit}{'' if n == 1 else 's'}'"
     raise AssertionError("unreachable: every whole number of seconds divides by 1")
+
+
+def span_text(span: timedelta) -> str:
+    """A span for people: '30 days', '2 days 5 minutes'."""
+    seconds, parts = int(span.total_seconds()), []
+    for unit, size in _UNITS:
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"
 
 
 # How long after a bucket closes its last minutes are taken to be in: gateways
@@ -184,6 +198,22 @@ def refresh_window(retention: RetentionSettings, bucket: timedelta) -> tuple[tim
     end = SETTLE
     start = max(timedelta(days=retention.refresh_window_days), end + 2 * bucket)
     return start, end
+
+
+def backfill_statement(*views: str) -> str:
+    """One statement that refreshes `views` from the oldest minute still kept to now.
+
+    Never from NULL (the start of time): once retention has dropped minutes,
+    their chunks leave invalidations behind, and a refresh that reaches them
+    deletes the rollup buckets of those days, which the policies' windows are
+    kept clear of for that reason. CALL takes no subquery as an argument, and
+    a DO block at top level may CALL a procedure that commits, so the start is
+    read when the statement runs, not when migrate printed it."""
+    calls = " ".join(f"CALL refresh_continuous_aggregate('{v}', since, now());" for v in views)
+    return (
+        "DO $$ DECLARE since timestamptz := coalesce((SELECT min(ts) FROM aggregates_1m), "
+        f"now()); BEGIN {calls} END $$;"
+    )
 
 
 def timescaledb_policies(retention: RetentionSettings) -> list[str]:
@@ -320,11 +350,15 @@ async def _migrate_locked(
     current = max([m.version for m in steps], default=0)
     notes: list[str] = []
     if mode == "timescaledb" and any(a.startswith("0005_") for a in applied):
+        reach = {
+            view: refresh_window(retention, width)[0] for view, width, _ in CONTINUOUS_AGGREGATES
+        }
         notes.append(
             "aggregates_1h and aggregates_1d were made again in local time; their refresh "
-            f"policies fill the last {retention.refresh_window_days} days. Back-fill older "
-            "buckets outside a transaction: CALL refresh_continuous_aggregate('aggregates_1h', "
-            "NULL, now()); and the same for aggregates_1d (docs/schema.md)"
+            f"policies fill the last {span_text(reach['aggregates_1h'])} and "
+            f"{span_text(reach['aggregates_1d'])}. Back-fill the older buckets from the "
+            "oldest minute still kept, outside a transaction (psql; docs/schema.md): "
+            + backfill_statement("aggregates_1h", "aggregates_1d")
         )
     zone = await _recorded_timezone(conn)
     return MigrationReport(mode, reason, tuple(applied), current, server, tsdb, zone, tuple(notes))
