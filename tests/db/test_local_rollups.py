@@ -168,7 +168,7 @@ async def test_migrating_a_utc_database_rebuilds_its_rollups_in_local_time(
     fifteen = buckets(pg_dsn, "aggregates_15m")
     monkeypatch.setattr(m, "load_migrations", original)
     report = await migrate(pg_dsn)
-    assert report.applied == ("0005_local_rollups",)
+    assert report.applied == ("0005_local_rollups", "0006_privileges")
     assert buckets(pg_dsn, "aggregates_1d") == [
         (utc(2025, 5, 31, 18, 30), 1110),  # 1 June IST, from 05:30 (00:00 UTC)
         (utc(2025, 6, 1, 18, 30), 1440),

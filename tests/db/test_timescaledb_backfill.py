@@ -41,7 +41,7 @@ async def test_the_printed_backfill_never_reaches_dropped_minutes(
     monkeypatch.setattr(m, "load_migrations", original)
     report = await m.migrate(dsn, retention=RETAIN)
     hold_jobs(dsn)
-    assert report.applied == ("0005_local_rollups",)
+    assert report.applied == ("0005_local_rollups", "0006_privileges")
     statement = m.backfill_statement("aggregates_1h", "aggregates_1d")
     (note,) = report.notes
     assert note.endswith(statement) and "NULL" not in note
