@@ -96,6 +96,47 @@ async def test_each_gateway_gets_its_own_stream_ids(db_dsn: str, sink: PostgresS
     assert await sink.count("readings") == 20
 
 
+async def test_two_gateways_with_the_same_stream_names_stay_apart(db_dsn: str) -> None:
+    """Two DMA clusters' gateways into one central database, at once: the same
+    names, times and minutes, other values. Keyed by (gateway, name), nothing mixes."""
+    await migrate_held(db_dsn)
+    sinks = [PostgresSink(db_dsn, registry(), gw) for gw in ("dma-north", "dma-south")]
+    for s in sinks:
+        await s.open()
+    try:
+        bundles = []
+        for k, _ in enumerate(sinks):
+            i = np.arange(600)
+            raw = ReadingBatch.of(T0 + i * NS_PER_S, i % 2, np.full(600, 100.0 * (k + 1)))
+            one = np.ones(2)
+            mins = AggregateBatch(
+                np.array([T0, T0], np.int64), np.array([0, 1], np.int32),
+                np.array([60, 60], np.int32), one, one, (k + 1) * one, 60 * (k + 1) * one, one,
+            )  # fmt: skip
+            bundles.append(Bundle(readings=raw, aggregates=mins))
+        await asyncio.gather(*(s.write(b) for s, b in zip(sinks, bundles, strict=True)))
+        await asyncio.gather(*(s.write(b) for s, b in zip(sinks, bundles, strict=True)))
+    finally:
+        for s in sinks:
+            await s.close()
+    assert query(
+        db_dsn,
+        "SELECT s.gateway, s.name, count(*), min(r.value), max(r.value) FROM readings r "
+        "JOIN streams s ON s.id = r.stream GROUP BY 1, 2 ORDER BY 1, 2",
+    ) == [
+        ("dma-north", "dma-07/inlet/flow_lps", 300, 100.0, 100.0),
+        ("dma-north", "dma-07/pz-3/pressure_m", 300, 100.0, 100.0),
+        ("dma-south", "dma-07/inlet/flow_lps", 300, 200.0, 200.0),
+        ("dma-south", "dma-07/pz-3/pressure_m", 300, 200.0, 200.0),
+    ]
+    refresh_rollups(db_dsn)
+    assert query(
+        db_dsn,
+        "SELECT s.gateway, a.mean FROM aggregates_15m a JOIN streams s ON s.id = a.stream "
+        "WHERE s.name = 'dma-07/inlet/flow_lps' ORDER BY 1",
+    ) == [("dma-north", 1.0), ("dma-south", 2.0)]
+
+
 async def test_new_streams_registered_later_are_resolved(db_dsn: str, sink: PostgresSink) -> None:
     await sink.write(Bundle(readings=readings(4)))
     new = sink.registry.register("dma-08/inlet/flow_lps", "L/s", "flow")
