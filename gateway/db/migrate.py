@@ -6,6 +6,7 @@
     migrations/0003_time.postgres.sql
     migrations/0004_writer_mode.sql         both modes
     migrations/0005_local_rollups.*.sql     by mode: 1 h / 1 d rollups in local time
+    migrations/0006_privileges.sql          both modes: PUBLIC gets nothing, operator role
 
 Each file runs in its own transaction and is recorded in `schema_migrations`
 with its checksum, so a second run applies nothing and an edited file that was

@@ -1,22 +1,23 @@
 """The TimescaleDB migration and policies, checked as far as a plain PostgreSQL allows.
 
-CI has no TimescaleDB, and this SQL must be right the first time against a
-real TimescaleDB 2.28 (and still run on 2.13, the oldest the migrator accepts).
-So: every statement is parsed by PostgreSQL's own parser (pglast), and then
-run, in a transaction as migrate.py runs it, against the real schema on
-PostgreSQL with stand-ins for the TimescaleDB functions. The stand-ins declare
-the documented signatures (argument names, order, defaults), so a wrong keyword
-fails, and enforce the documented rules: the time column is NOT NULL
-timestamptz, every unique index of a hypertable includes it, a non-empty table
-needs migrate_data, compression names existing columns of a hypertable with
-option names both 2.13 and 2.28 accept, a compression policy needs compression
-enabled, a continuous aggregate reads a hypertable, groups by time_bucket over
-its time column and is created WITH NO DATA (WITH DATA refuses a transaction
-block), a refresh window spans at least two buckets, and a policy added twice
-without removing it first is an error. The continuous aggregates' queries run
-for real (WITH NO DATA) over the real tables, so a wrong column or GROUP BY
-fails here. Beyond TimescaleDB's own checks: no refresh window reaches back to
-minutes that retention has dropped, for any settings RetentionSettings accepts.
+The database tests also run on a real TimescaleDB 2.28.3 (the `db_dsn` fixture);
+this SQL must still run on 2.13, the oldest the migrator accepts, which CI does
+not have. So here, on plain PostgreSQL: every statement is parsed by
+PostgreSQL's own parser (pglast), and then run, in a transaction as migrate.py
+runs it, against the real schema on PostgreSQL with stand-ins for the
+TimescaleDB functions. The stand-ins declare the documented signatures (argument
+names, order, defaults), so a wrong keyword fails, and enforce the documented
+rules: the time column is NOT NULL timestamptz, every unique index of a
+hypertable includes it, a non-empty table needs migrate_data, compression names
+existing columns of a hypertable with option names both 2.13 and 2.28 accept, a
+compression policy needs compression enabled, a continuous aggregate reads a
+hypertable, groups by time_bucket over its time column and is created WITH NO
+DATA (WITH DATA refuses a transaction block), a refresh window spans at least
+two buckets, and a policy added twice without removing it first is an error. The
+continuous aggregates' queries run for real (WITH NO DATA) over the real tables,
+so a wrong column or GROUP BY fails here. Beyond TimescaleDB's own checks: no
+refresh window reaches back to minutes that retention has dropped, for any
+settings RetentionSettings accepts.
 
 Migration 0005 drops the 1 h and 1 d continuous aggregates and makes them again
 with time_bucket(width, ts, timezone): the stand-ins carry all the 3-argument
