@@ -4,6 +4,7 @@
                                       in order, under an advisory lock, recorded
                                       in schema_migrations
     PostgresSink (gateway.sinks.postgres) --> pgcopy.encode_rows --> COPY ... (FORMAT BINARY)
+    gateway db status --dsn ...   --> status.read_status: chunks, rollups' lag, jobs
 
 The schema runs in one of two modes, chosen at the first migration and kept:
 `timescaledb` (hypertables, compression, continuous aggregates, policies) when

@@ -1,4 +1,4 @@
-"""`gateway db migrate`: create or update the central database's schema.
+"""`gateway db migrate` and `gateway db status`: the central database's schema and health.
 
 Register with `gateway.db.command.register(sub)` in the CLI.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import sys
 
 from gateway.db.migrate import MigrationError, ensure_database, migrate
 from gateway.db.settings import PostgresSettings, RetentionSettings
+from gateway.db.status import StatusError, read_status
 from gateway.settings import load_settings
 
 _RETENTION_FLAGS = (
@@ -100,6 +102,82 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f"(default {PostgresSettings().rollup_timezone})",
     )
     mig.set_defaults(func=run_migrate)
+    register_status(db_sub)
+
+
+STATUS_EXAMPLES = """\
+examples:
+  gateway db status -c /etc/gateway/gateway.toml
+  gateway db status --dsn postgresql://monitor@db.example/gateway --json --max-failures 3
+
+Exit status: 0 healthy, 1 a job failed more than --max-failures times in a row or
+a rollup is more than two buckets behind its minutes (each printed as a problem),
+2 the status could not be read.
+"""
+
+
+def register_status(db_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    st = db_sub.add_parser(
+        "status",
+        help="the database's health: mode, chunks, rollups' lag, jobs, retention, sizes",
+        description="Show the central database's mode and schema version, hypertables "
+        "(chunks, size, compression), rollups (newest bucket, lag), TimescaleDB jobs "
+        "(schedule, last run, failures in a row), retention horizons and table sizes.",
+        epilog=STATUS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument(
+        "--dsn",
+        default=os.environ.get("GATEWAY_DSN"),
+        help="libpq connection string without a password (default: $GATEWAY_DSN)",
+    )
+    st.add_argument("--password-env", help="environment variable holding the password")
+    st.add_argument("--password-file", help="file holding the password")
+    st.add_argument(
+        "-c", "--config", metavar="FILE", help="take [postgres] from this gateway config"
+    )
+    st.add_argument("--json", action="store_true", help="one JSON object, for monitoring")
+    st.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        metavar="N",
+        help="unhealthy when a job has failed more than N times in a row (default 3)",
+    )
+    st.set_defaults(func=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        settings = _connection_settings(args)
+        if settings is None:
+            print("gateway db status: give --dsn, set GATEWAY_DSN, or -c CONFIG", file=sys.stderr)
+            return 2
+        conninfo = settings.conninfo()
+        status = asyncio.run(read_status(conninfo, settings.retention))
+    except (ValueError, StatusError) as err:
+        print(f"gateway db status: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(status.as_json(args.max_failures), default=str))
+    else:
+        print(status.describe(args.max_failures))
+    return 1 if status.problems(args.max_failures) else 0
+
+
+def _connection_settings(args: argparse.Namespace) -> PostgresSettings | None:
+    if args.config:
+        base = load_settings(args.config).postgres
+    elif args.dsn:
+        base = PostgresSettings(dsn=args.dsn)
+    else:
+        return None
+    given = {
+        name: getattr(args, name)
+        for name in ("dsn", "password_env", "password_file")
+        if getattr(args, name) is not None
+    }
+    return dataclasses.replace(base, **given)
 
 
 def run_migrate(args: argparse.Namespace) -> int:

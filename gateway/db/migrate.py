@@ -6,6 +6,7 @@
     migrations/0003_time.postgres.sql
     migrations/0004_writer_mode.sql         both modes
     migrations/0005_local_rollups.*.sql     by mode: 1 h / 1 d rollups in local time
+    migrations/0006_privileges.sql          both modes: PUBLIC gets nothing, operator role
 
 Each file runs in its own transaction and is recorded in `schema_migrations`
 with its checksum, so a second run applies nothing and an edited file that was
@@ -152,28 +153,68 @@ CONTINUOUS_AGGREGATES: tuple[tuple[str, timedelta, timedelta], ...] = (
 )
 
 
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
 def sql_interval(span: timedelta) -> str:
-    """A whole number of seconds as an SQL interval literal: INTERVAL '3 days'."""
+    """A whole number of seconds as an SQL interval literal in its largest
+    whole unit: INTERVAL '3 days', INTERVAL '2885 minutes'."""
     seconds = int(span.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+    for unit, size in _UNITS:
         if seconds % size == 0:
             n = seconds // size
             return f"INTERVAL '{n} {unit}{'' if n == 1 else 's'}'"
     raise AssertionError("unreachable: every whole number of seconds divides by 1")
 
 
+def span_text(span: timedelta) -> str:
+    """A span for people: '30 days', '2 days 5 minutes'."""
+    seconds, parts = int(span.total_seconds()), []
+    for unit, size in _UNITS:
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"
+
+
+# How long after a bucket closes its last minutes are taken to be in: gateways
+# write each minute's aggregate seconds after it ends.
+SETTLE = timedelta(minutes=5)
+
+
 def refresh_window(retention: RetentionSettings, bucket: timedelta) -> tuple[timedelta, timedelta]:
     """(start_offset, end_offset) of a continuous aggregate's refresh policy.
 
-    end_offset is one bucket, so the bucket still filling is left alone.
+    end_offset is SETTLE, not a bucket: a refresh materialises only the buckets
+    wholly inside its window, so the bucket still filling is left alone anyway,
+    while an end_offset of one bucket also held back the newest complete one
+    (yesterday's day appeared only at the end of today). So a bucket is there
+    SETTLE plus at most one schedule_interval after it closes. Minutes that
+    arrive later (a backlog) are picked up by the next run, within the window.
     start_offset is the refresh window (how late a backlog may arrive), but at
     least end_offset plus two buckets: add_continuous_aggregate_policy refuses
     a window (start_offset - end_offset) narrower than two buckets ("policy
     refresh window too small").
     """
-    end = bucket
+    end = SETTLE
     start = max(timedelta(days=retention.refresh_window_days), end + 2 * bucket)
     return start, end
+
+
+def backfill_statement(*views: str) -> str:
+    """One statement that refreshes `views` from the oldest minute still kept to now.
+
+    Never from NULL (the start of time): once retention has dropped minutes,
+    their chunks leave invalidations behind, and a refresh that reaches them
+    deletes the rollup buckets of those days, which the policies' windows are
+    kept clear of for that reason. CALL takes no subquery as an argument, and
+    a DO block at top level may CALL a procedure that commits, so the start is
+    read when the statement runs, not when migrate printed it."""
+    calls = " ".join(f"CALL refresh_continuous_aggregate('{v}', since, now());" for v in views)
+    return (
+        "DO $$ DECLARE since timestamptz := coalesce((SELECT min(ts) FROM aggregates_1m), "
+        f"now()); BEGIN {calls} END $$;"
+    )
 
 
 def timescaledb_policies(retention: RetentionSettings) -> list[str]:
@@ -310,11 +351,15 @@ async def _migrate_locked(
     current = max([m.version for m in steps], default=0)
     notes: list[str] = []
     if mode == "timescaledb" and any(a.startswith("0005_") for a in applied):
+        reach = {
+            view: refresh_window(retention, width)[0] for view, width, _ in CONTINUOUS_AGGREGATES
+        }
         notes.append(
             "aggregates_1h and aggregates_1d were made again in local time; their refresh "
-            f"policies fill the last {retention.refresh_window_days} days. Back-fill older "
-            "buckets outside a transaction: CALL refresh_continuous_aggregate('aggregates_1h', "
-            "NULL, now()); and the same for aggregates_1d (docs/schema.md)"
+            f"policies fill the last {span_text(reach['aggregates_1h'])} and "
+            f"{span_text(reach['aggregates_1d'])}. Back-fill the older buckets from the "
+            "oldest minute still kept, outside a transaction (psql; docs/schema.md): "
+            + backfill_statement("aggregates_1h", "aggregates_1d")
         )
     zone = await _recorded_timezone(conn)
     return MigrationReport(mode, reason, tuple(applied), current, server, tsdb, zone, tuple(notes))

@@ -47,6 +47,7 @@ log = get_logger("gateway.sinks.postgres")
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _PRUNE_EVERY_S = 3600.0
+_SCHEMA_NEEDED = 6  # 0006: gateway_acknowledge, and no UPDATE of acknowledgements
 
 # Staging tables live per connection and empty themselves at commit.
 _STAGING = """
@@ -84,12 +85,13 @@ ON CONFLICT (id) DO UPDATE SET
     severity = excluded.severity, state = excluded.state, updated_at = excluded.updated_at,
     cleared_at = excluded.cleared_at, started_at = excluded.started_at,
     magnitude = excluded.magnitude, score = excluded.score, message = excluded.message,
-    evidence = excluded.evidence, needs_ack = excluded.needs_ack,
-    acked_by = COALESCE(a.acked_by, excluded.acked_by),
-    acked_at = CASE WHEN a.acked_by IS NULL THEN excluded.acked_at ELSE a.acked_at END
+    evidence = excluded.evidence, needs_ack = excluded.needs_ack
 WHERE COALESCE(excluded.updated_at, excluded.opened_at) >= COALESCE(a.updated_at, a.opened_at)
   AND (a.state <> 'cleared' OR excluded.state = 'cleared')
 """
+# the writer may not UPDATE acked_by / acked_at (0006): an acknowledgement that
+# reached this gateway is set once, through a function, on its own alerts only
+_ACKNOWLEDGE = "SELECT gateway_acknowledge(%s, %s, %s, %s)"
 _INSERT_EVENT = (
     "INSERT INTO events (ts, gateway, asset, kind, message, data) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
@@ -309,12 +311,20 @@ class PostgresSink:
         s.rejects_inserted += len(bundle.rejects)
 
     async def _read_mode(self, conn: psycopg.AsyncConnection[Any]) -> str:
-        cur = await conn.execute("SELECT mode FROM schema_migrations ORDER BY version LIMIT 1")
+        cur = await conn.execute(
+            "SELECT (SELECT mode FROM schema_migrations ORDER BY version LIMIT 1), "
+            "(SELECT max(version) FROM schema_migrations)"
+        )
         row = await cur.fetchone()
         await conn.commit()
-        if row is None:
+        if row is None or row[0] is None:
             raise SinkUnavailable(
                 "the database is not migrated; run `gateway db migrate --dsn ...`"
+            )
+        if int(row[1]) < _SCHEMA_NEEDED:
+            raise SinkUnavailable(
+                f"the database schema is at version {row[1]}, this gateway needs "
+                f"{_SCHEMA_NEEDED}; run `gateway db migrate --dsn ...`"
             )
         return str(row[0])
 
@@ -402,6 +412,9 @@ class PostgresSink:
         gw = self.gateway_id
         if bundle.alerts:
             await cur.executemany(_UPSERT_ALERT, [self._alert_row(a) for a in bundle.alerts])
+            acked = [(gw, a.id, a.acked_by, _ts(a.acked_at)) for a in bundle.alerts if a.acked_by]
+            if acked:
+                await cur.executemany(_ACKNOWLEDGE, acked)
         if bundle.events:
             await cur.executemany(
                 _INSERT_EVENT,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.db.command import register
+from tests.conftest import PgServer
 
 
 def run(*argv: str) -> int:
@@ -19,12 +20,12 @@ def run(*argv: str) -> int:
 
 
 def test_migrate_reports_the_mode_and_is_idempotent(
-    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+    db_dsn: str, pg_server: PgServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("db", "migrate", "--dsn", pg_dsn) == 0
+    assert run("db", "migrate", "--dsn", db_dsn) == 0
     out = capsys.readouterr().out
-    assert "mode: postgres" in out and "0001_tables" in out
-    assert run("db", "migrate", "--dsn", pg_dsn, "--readings-days", "60") == 0
+    assert f"mode: {pg_server.mode}" in out and "0001_tables" in out
+    assert run("db", "migrate", "--dsn", db_dsn, "--readings-days", "60") == 0
     assert "up to date" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
-"""Migration 0005 on plain PostgreSQL: 1 h and 1 d rollups in local hours and days
-of the configured zone (Asia/Kolkata by default; DST zones too), fixed at migrate."""
+"""Migration 0005: 1 h and 1 d rollups in local hours and days of the configured zone
+(Asia/Kolkata by default; DST zones too), fixed at migrate. The first tests run on
+plain PostgreSQL and on TimescaleDB; the rest are about plain mode's own rollups."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.db.settings import PostgresSettings
 from gateway.settings import load_settings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
+from tests.db.jobs import is_timescaledb, migrate_held, refresh_rollups
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTE = timedelta(minutes=1)
@@ -45,8 +47,9 @@ def buckets(dsn: str, table: str) -> list[tuple[object, ...]]:
     return query(dsn, f"SELECT bucket, count FROM {table} ORDER BY bucket")
 
 
-async def test_minutes_written_by_the_sink_land_in_local_days_and_hours(pg_dsn: str) -> None:
-    report = await migrate(pg_dsn)  # Asia/Kolkata, UTC+05:30
+async def test_minutes_written_by_the_sink_land_in_local_days_and_hours(db_dsn: str) -> None:
+    pg_dsn = db_dsn
+    report = await migrate_held(pg_dsn)  # Asia/Kolkata, UTC+05:30
     assert report.rollup_timezone == "Asia/Kolkata"
     # a recent local day (retention keeps its minutes): starts 18:30 UTC the day before
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -63,6 +66,7 @@ async def test_minutes_written_by_the_sink_land_in_local_days_and_hours(pg_dsn: 
         await sink.write(Bundle(aggregates=minutes([start + 60 * MINUTE, end - MINUTE, end])))
     finally:
         await sink.close()
+    refresh_rollups(pg_dsn)  # TimescaleDB: the refresh policies, as scheduled
     assert buckets(pg_dsn, "aggregates_1d") == [
         (start - timedelta(days=1), 60),
         (start, 4 * 60),  # local midnight to local midnight
@@ -85,8 +89,26 @@ async def test_minutes_written_by_the_sink_land_in_local_days_and_hours(pg_dsn: 
     assert [c for _, c in buckets(pg_dsn, "aggregates_15m")] == [60] * 6
 
 
-async def test_a_dst_day_in_berlin_has_25_hours(pg_dsn: str) -> None:
-    await migrate(pg_dsn, rollup_timezone="Europe/Berlin")
+def refresh_hour_by_hour(dsn: str, first: datetime, last: datetime) -> None:
+    """Plain: as the sink does, batch by batch. TimescaleDB: the back-fill of
+    docs/schema.md (this is older than the policies' window), one call per view."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if is_timescaledb(dsn):
+            for view in ("aggregates_1h", "aggregates_1d"):
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s, %s, %s)",
+                    (view, first - timedelta(days=2), last + timedelta(days=2)),
+                )
+            return
+        t = first
+        while t < last:
+            conn.execute("SELECT gateway_refresh_rollups(ARRAY[1], %s, %s)", (t, t + 59 * MINUTE))
+            t += timedelta(hours=1)
+
+
+async def test_a_dst_day_in_berlin_has_25_hours(db_dsn: str) -> None:
+    pg_dsn = db_dsn
+    await migrate_held(pg_dsn, rollup_timezone="Europe/Berlin")
     # 2024-10-27, the last Sunday of October: 00:00 CEST = 22:00 UTC the day before,
     # 03:00 CEST becomes 02:00 CET, and the day ends at 00:00 CET = 23:00 UTC
     first, last = utc(2024, 10, 26, 21, 0), utc(2024, 10, 28, 0, 0)
@@ -98,11 +120,7 @@ async def test_a_dst_day_in_berlin_has_25_hours(pg_dsn: str) -> None:
             "interval '1 minute') AS t",
             (first, last),
         )
-        # refreshed hour by hour, as the sink does batch by batch
-        t = first
-        while t < last:
-            conn.execute("SELECT gateway_refresh_rollups(ARRAY[1], %s, %s)", (t, t + 59 * MINUTE))
-            t += timedelta(hours=1)
+    refresh_hour_by_hour(pg_dsn, first, last)
     assert buckets(pg_dsn, "aggregates_1d") == [
         (utc(2024, 10, 25, 22, 0), 60),
         (utc(2024, 10, 26, 22, 0), 25 * 60),
@@ -123,7 +141,7 @@ async def test_a_dst_day_in_berlin_has_25_hours(pg_dsn: str) -> None:
     morning = utc(2024, 10, 26, 22, 0)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("UPDATE aggregates_1m SET count = 2 WHERE ts = %s", (morning,))
-        conn.execute("SELECT gateway_refresh_rollups(ARRAY[1], %s, %s)", (morning, morning))
+    refresh_hour_by_hour(pg_dsn, morning, morning + MINUTE)
     assert buckets(pg_dsn, "aggregates_1d")[1] == (morning, 25 * 60 + 1)
     assert (morning, 61) in buckets(pg_dsn, "aggregates_1h")
 
@@ -150,7 +168,7 @@ async def test_migrating_a_utc_database_rebuilds_its_rollups_in_local_time(
     fifteen = buckets(pg_dsn, "aggregates_15m")
     monkeypatch.setattr(m, "load_migrations", original)
     report = await migrate(pg_dsn)
-    assert report.applied == ("0005_local_rollups",)
+    assert report.applied == ("0005_local_rollups", "0006_privileges")
     assert buckets(pg_dsn, "aggregates_1d") == [
         (utc(2025, 5, 31, 18, 30), 1110),  # 1 June IST, from 05:30 (00:00 UTC)
         (utc(2025, 6, 1, 18, 30), 1440),

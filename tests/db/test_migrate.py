@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gateway.db import migrate as m
 from gateway.db.migrate import MigrationError, ensure_database, migrate, plan
+from tests.conftest import PgServer, skip_timescaledb
 
 TABLES = {
     "streams",
@@ -30,9 +31,10 @@ TABLES = {
 
 
 def tables(dsn: str) -> set[str]:
+    """Tables and views (TimescaleDB's rollups are continuous aggregates, views)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     return {r[0] for r in rows}
 
@@ -50,33 +52,42 @@ def listed_not_preloaded(dsn: str) -> bool:
     return bool(row[0]) and "timescaledb" not in str(row[1])
 
 
-async def test_migrate_creates_the_schema_once_and_reports_the_mode(pg_dsn: str) -> None:
+async def test_migrate_creates_the_schema_once_and_reports_the_mode(
+    db_dsn: str, pg_server: PgServer
+) -> None:
+    pg_dsn = db_dsn
     first = await migrate(pg_dsn)
-    assert first.mode == "postgres"  # the main server does not preload timescaledb
-    assert "not available" in first.reason or "cannot be created" in first.reason
+    assert first.mode == pg_server.mode
+    if pg_server.mode == "timescaledb":
+        assert first.reason == f"timescaledb {first.timescaledb_version} is installed"
+        assert first.notes and "refresh_continuous_aggregate" in first.notes[0]
+    else:  # the main server does not preload timescaledb
+        assert "not available" in first.reason or "cannot be created" in first.reason
     assert first.applied == (
         "0001_tables", "0002_roles", "0003_time", "0004_writer_mode", "0005_local_rollups",
+        "0006_privileges",
     )  # fmt: skip
     assert tables(pg_dsn) >= TABLES
     second = await migrate(pg_dsn)
-    assert second.applied == () and second.current == 5
-    assert "mode: postgres" in second.describe()
+    assert second.applied == () and second.current == 6
+    assert f"mode: {pg_server.mode}" in second.describe()
+    assert "kept from the first migration" in second.reason
     assert "local time of Asia/Kolkata" in second.describe()
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute("SELECT version, mode FROM schema_migrations ORDER BY 1").fetchall()
-    assert rows == [(v, "postgres") for v in range(1, 6)]
+    assert rows == [(v, pg_server.mode) for v in range(1, 7)]
 
 
-async def test_concurrent_migrations_queue_on_the_advisory_lock(pg_dsn: str) -> None:
-    reports = await asyncio.gather(*(migrate(pg_dsn) for _ in range(3)))
+async def test_concurrent_migrations_queue_on_the_advisory_lock(db_dsn: str) -> None:
+    reports = await asyncio.gather(*(migrate(db_dsn) for _ in range(3)))
     applied = [r.applied for r in reports]
-    assert sorted(len(a) for a in applied) == [0, 0, 5], applied
+    assert sorted(len(a) for a in applied) == [0, 0, 6], applied
 
 
 async def test_an_edited_applied_migration_is_refused(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await migrate(pg_dsn)
+    await migrate(db_dsn)
     original = m.load_migrations
 
     def edited() -> list[m.Migration]:
@@ -87,7 +98,7 @@ async def test_an_edited_applied_migration_is_refused(
 
     monkeypatch.setattr(m, "load_migrations", edited)
     with pytest.raises(MigrationError, match="changed after it was applied"):
-        await migrate(pg_dsn)
+        await migrate(db_dsn)
 
 
 async def test_asking_for_timescaledb_without_it_is_an_error(pg_dsn: str) -> None:
@@ -105,10 +116,7 @@ async def test_asking_for_timescaledb_without_it_is_an_error(pg_dsn: str) -> Non
 def listed_dsn(pg_dsn: str) -> str:
     """A database on a server that lists timescaledb but does not preload it."""
     if not listed_not_preloaded(pg_dsn):
-        pytest.skip(
-            "the main server does not list timescaledb without preloading it; run "
-            "../shared/timescaledb/install.sh (as root) to put it in that state"
-        )
+        skip_timescaledb("the main server does not list timescaledb without preloading it")
     return pg_dsn
 
 
@@ -130,16 +138,18 @@ async def test_concurrent_auto_migrations_on_such_a_server_all_end_plain(
 ) -> None:
     reports = await asyncio.gather(*(migrate(listed_dsn) for _ in range(3)))
     assert {r.mode for r in reports} == {"postgres"}
-    assert sorted(len(r.applied) for r in reports) == [0, 0, 5]
+    assert sorted(len(r.applied) for r in reports) == [0, 0, 6]
 
 
-async def test_a_plain_database_stays_plain(pg_dsn: str) -> None:
-    await migrate(pg_dsn, mode="postgres")
+async def test_a_database_keeps_its_first_mode(db_dsn: str, pg_server: PgServer) -> None:
+    await migrate(db_dsn, mode="postgres")  # on TimescaleDB too, when asked
     with pytest.raises(MigrationError, match="cannot switch"):
-        await migrate(pg_dsn, mode="timescaledb")
+        await migrate(db_dsn, mode="timescaledb")
+    assert (await migrate(db_dsn)).mode == "postgres", "auto keeps it plain"
 
 
-async def test_ensure_database_creates_a_missing_database(pg_dsn: str) -> None:
+async def test_ensure_database_creates_a_missing_database(db_dsn: str) -> None:
+    pg_dsn = db_dsn
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
     dsn = make_conninfo(pg_dsn, dbname=name)
     try:
@@ -158,26 +168,47 @@ async def test_unreachable_server_is_a_clear_error() -> None:
         await ensure_database("postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
 
 
-async def test_roles_exist_with_the_documented_rights(pg_dsn: str) -> None:
-    await migrate(pg_dsn)
-    with psycopg.connect(pg_dsn) as conn:
-        rights = dict(
-            conn.execute(
-                "SELECT privilege_type || ':' || table_name, grantee "
-                "FROM information_schema.role_table_grants "
-                "WHERE grantee IN ('gateway_writer', 'gateway_reader') "
-                "AND grantee = 'gateway_writer'"
-            ).fetchall()
-        )
-        assert "INSERT:readings" in rights and "SELECT:readings" in rights
-        assert "UPDATE:alerts" in rights
-        assert "DELETE:readings" not in rights and "UPDATE:readings" not in rights
-        reader = conn.execute(
-            "SELECT has_table_privilege('gateway_reader', 'readings', 'INSERT'), "
-            "has_table_privilege('gateway_reader', 'aggregates_1h', 'SELECT'), "
-            "has_column_privilege('gateway_reader', 'alerts', 'acked_by', 'UPDATE')"
-        ).fetchone()
-    assert reader == (False, True, True)
+async def test_roles_exist_with_the_documented_rights(db_dsn: str) -> None:
+    await migrate(db_dsn)
+    checks = {
+        # table, column or None, privilege: (writer, reader, operator)
+        ("readings", None, "INSERT"): (True, False, False),
+        ("readings", None, "SELECT"): (True, True, True),
+        ("readings", None, "UPDATE"): (False, False, False),
+        ("readings", None, "DELETE"): (False, False, False),
+        ("aggregates_1h", None, "SELECT"): (True, True, True),
+        ("alerts", None, "INSERT"): (True, False, False),
+        ("alerts", "state", "UPDATE"): (True, False, False),
+        ("alerts", "evidence", "UPDATE"): (True, False, False),
+        ("alerts", "acked_by", "UPDATE"): (False, False, True),
+        ("alerts", "acked_at", "UPDATE"): (False, False, True),
+        ("alerts", "severity", "UPDATE"): (True, False, False),
+        ("alerts", "id", "UPDATE"): (False, False, False),
+        ("alerts", "gateway", "UPDATE"): (False, False, False),
+    }
+    roles = ("gateway_writer", "gateway_reader", "gateway_operator")
+    with psycopg.connect(db_dsn) as conn:
+        for (table, column, privilege), expected in checks.items():
+            got = tuple(
+                conn.execute(
+                    "SELECT has_column_privilege(%s, %s, %s, %s)" if column else
+                    "SELECT has_table_privilege(%s, %s, %s)",
+                    (role, table, column, privilege) if column else (role, table, privilege),
+                ).fetchone()[0]  # type: ignore[index]
+                for role in roles
+            )  # fmt: skip
+            assert got == expected, (table, column, privilege)
+        database = conn.execute(
+            "SELECT has_database_privilege(r, current_database(), 'CONNECT'), "
+            "has_database_privilege(r, current_database(), 'TEMPORARY') "
+            "FROM unnest(%s::text[]) AS r",
+            (["public", *roles],),
+        ).fetchall()
+        # PUBLIC: nothing; every role connects; only the writer stages in temp tables
+        assert database == [(False, False), (True, True), (True, False), (True, False)]
+        assert conn.execute(
+            "SELECT has_schema_privilege('public', 'public', 'CREATE')"
+        ).fetchone() == (False,)
 
 
 def test_every_mode_has_a_complete_plan() -> None:

@@ -16,12 +16,13 @@ from psycopg.conninfo import make_conninfo
 from gateway.batch import NS_PER_S, AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.config import ConfigError
-from gateway.db.migrate import migrate
 from gateway.db.settings import PostgresSettings, RetentionSettings
 from gateway.events import Alert, Event, Reject, Severity
 from gateway.parts import SinkUnavailable
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
+from tests.conftest import PgServer
+from tests.db.jobs import RETENTION, migrate_held, refresh_rollups, run_jobs
 
 DAY = 86_400 * NS_PER_S
 T0 = (
@@ -44,9 +45,9 @@ def readings(n: int, start: int = 0) -> ReadingBatch:
 
 
 @pytest.fixture
-async def sink(pg_dsn: str) -> AsyncIterator[PostgresSink]:
-    await migrate(pg_dsn)
-    s = PostgresSink(pg_dsn, registry(), "gw-test")
+async def sink(db_dsn: str) -> AsyncIterator[PostgresSink]:
+    await migrate_held(db_dsn)
+    s = PostgresSink(db_dsn, registry(), "gw-test")
     await s.open()
     try:
         yield s
@@ -59,14 +60,14 @@ def query(dsn: str, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-async def test_readings_land_once_with_global_stream_ids(pg_dsn: str, sink: PostgresSink) -> None:
+async def test_readings_land_once_with_global_stream_ids(db_dsn: str, sink: PostgresSink) -> None:
     bundle = Bundle(readings=readings(1000))
     await sink.write(bundle)
     await sink.write(bundle)  # a retry after a lost confirmation
     assert sink.stats.readings_inserted == 1000
     assert sink.stats.readings_duplicate == 1000
     rows = query(
-        pg_dsn,
+        db_dsn,
         "SELECT s.name, count(*), min(r.value), max(r.value) FROM readings r "
         "JOIN streams s ON s.id = r.stream GROUP BY 1 ORDER BY 1",
     )
@@ -74,7 +75,7 @@ async def test_readings_land_once_with_global_stream_ids(pg_dsn: str, sink: Post
         ("dma-07/inlet/flow_lps", 500, 0.0, 499.0),
         ("dma-07/pz-3/pressure_m", 500, 0.5, 499.5),
     ]
-    first = query(pg_dsn, "SELECT min(extract(epoch FROM ts)) FROM readings")[0][0]
+    first = query(db_dsn, "SELECT min(extract(epoch FROM ts)) FROM readings")[0][0]
     assert float(str(first)) == T0 / NS_PER_S
     assert await sink.count("readings") == 1000
     figures = {m.name: m.value for m in sink.measurements()}
@@ -82,44 +83,85 @@ async def test_readings_land_once_with_global_stream_ids(pg_dsn: str, sink: Post
     assert figures["postgres_readings_duplicate_total"] == 1000
 
 
-async def test_each_gateway_gets_its_own_stream_ids(pg_dsn: str, sink: PostgresSink) -> None:
-    other = PostgresSink(pg_dsn, registry(), "gw-other")
+async def test_each_gateway_gets_its_own_stream_ids(db_dsn: str, sink: PostgresSink) -> None:
+    other = PostgresSink(db_dsn, registry(), "gw-other")
     await other.open()
     try:
         await sink.write(Bundle(readings=readings(10)))
         await other.write(Bundle(readings=readings(10)))
     finally:
         await other.close()
-    rows = query(pg_dsn, "SELECT gateway, count(*) FROM streams GROUP BY 1 ORDER BY 1")
+    rows = query(db_dsn, "SELECT gateway, count(*) FROM streams GROUP BY 1 ORDER BY 1")
     assert rows == [("gw-other", 2), ("gw-test", 2)]
     assert await sink.count("readings") == 20
 
 
-async def test_new_streams_registered_later_are_resolved(pg_dsn: str, sink: PostgresSink) -> None:
+async def test_two_gateways_with_the_same_stream_names_stay_apart(db_dsn: str) -> None:
+    """Two DMA clusters' gateways into one central database, at once: the same
+    names, times and minutes, other values. Keyed by (gateway, name), nothing mixes."""
+    await migrate_held(db_dsn)
+    sinks = [PostgresSink(db_dsn, registry(), gw) for gw in ("dma-north", "dma-south")]
+    for s in sinks:
+        await s.open()
+    try:
+        bundles = []
+        for k, _ in enumerate(sinks):
+            i = np.arange(600)
+            raw = ReadingBatch.of(T0 + i * NS_PER_S, i % 2, np.full(600, 100.0 * (k + 1)))
+            one = np.ones(2)
+            mins = AggregateBatch(
+                np.array([T0, T0], np.int64), np.array([0, 1], np.int32),
+                np.array([60, 60], np.int32), one, one, (k + 1) * one, 60 * (k + 1) * one, one,
+            )  # fmt: skip
+            bundles.append(Bundle(readings=raw, aggregates=mins))
+        await asyncio.gather(*(s.write(b) for s, b in zip(sinks, bundles, strict=True)))
+        await asyncio.gather(*(s.write(b) for s, b in zip(sinks, bundles, strict=True)))
+    finally:
+        for s in sinks:
+            await s.close()
+    assert query(
+        db_dsn,
+        "SELECT s.gateway, s.name, count(*), min(r.value), max(r.value) FROM readings r "
+        "JOIN streams s ON s.id = r.stream GROUP BY 1, 2 ORDER BY 1, 2",
+    ) == [
+        ("dma-north", "dma-07/inlet/flow_lps", 300, 100.0, 100.0),
+        ("dma-north", "dma-07/pz-3/pressure_m", 300, 100.0, 100.0),
+        ("dma-south", "dma-07/inlet/flow_lps", 300, 200.0, 200.0),
+        ("dma-south", "dma-07/pz-3/pressure_m", 300, 200.0, 200.0),
+    ]
+    refresh_rollups(db_dsn)
+    assert query(
+        db_dsn,
+        "SELECT s.gateway, a.mean FROM aggregates_15m a JOIN streams s ON s.id = a.stream "
+        "WHERE s.name = 'dma-07/inlet/flow_lps' ORDER BY 1",
+    ) == [("dma-north", 1.0), ("dma-south", 2.0)]
+
+
+async def test_new_streams_registered_later_are_resolved(db_dsn: str, sink: PostgresSink) -> None:
     await sink.write(Bundle(readings=readings(4)))
     new = sink.registry.register("dma-08/inlet/flow_lps", "L/s", "flow")
     batch = ReadingBatch.of([T0, T0 + NS_PER_S], [new, new], [1.0, 2.0])
     await sink.write(Bundle(readings=batch))
     rows = query(
-        pg_dsn,
+        db_dsn,
         "SELECT count(*) FROM readings r JOIN streams s ON s.id = r.stream "
         "WHERE s.name = 'dma-08/inlet/flow_lps'",
     )
     assert rows == [(2,)]
 
 
-async def test_failed_polls_are_null_with_their_quality(pg_dsn: str, sink: PostgresSink) -> None:
+async def test_failed_polls_are_null_with_their_quality(db_dsn: str, sink: PostgresSink) -> None:
     batch = ReadingBatch.of([T0, T0 + 1000], [0, 0], [np.nan, 2.0], [3, 0])
     await sink.write(Bundle(readings=batch))
-    assert query(pg_dsn, "SELECT value, quality FROM readings ORDER BY ts") == [
+    assert query(db_dsn, "SELECT value, quality FROM readings ORDER BY ts") == [
         (None, 3),
         (2.0, 0),
     ]
 
 
-async def test_raw_readings_only_for_streams_that_opt_in(pg_dsn: str) -> None:
-    await migrate(pg_dsn)
-    s = PostgresSink(pg_dsn, registry(), "gw-test", raw_streams=("*/pressure_m",))
+async def test_raw_readings_only_for_streams_that_opt_in(db_dsn: str) -> None:
+    await migrate_held(db_dsn)
+    s = PostgresSink(db_dsn, registry(), "gw-test", raw_streams=("*/pressure_m",))
     await s.open()
     try:
         await s.write(Bundle(readings=readings(10)))
@@ -128,7 +170,7 @@ async def test_raw_readings_only_for_streams_that_opt_in(pg_dsn: str) -> None:
     assert s.stats.readings_inserted == 5 and s.stats.readings_not_raw == 5
 
 
-async def test_every_part_of_a_bundle_in_one_write(pg_dsn: str, sink: PostgresSink) -> None:
+async def test_every_part_of_a_bundle_in_one_write(db_dsn: str, sink: PostgresSink) -> None:
     fixes = FixBatch(
         np.array([T0, T0, T0 + NS_PER_S], np.int64),
         np.array([0, 1, 0], np.int32),
@@ -163,41 +205,42 @@ async def test_every_part_of_a_bundle_in_one_write(pg_dsn: str, sink: PostgresSi
     )
     await sink.write(bundle)
     await sink.write(bundle)
-    assert query(pg_dsn, "SELECT count(*) FROM readings") == [(4,)]
+    assert query(db_dsn, "SELECT count(*) FROM readings") == [(4,)]
     assert query(
-        pg_dsn,
+        db_dsn,
         "SELECT v.name, p.lat, p.speed FROM vehicle_positions p "
         "JOIN vehicles v ON v.id = p.vehicle ORDER BY v.name",
     ) == [("MH12-KQ-0007", 18.53, None), ("MH12-KQ-4321", 18.52, 10.0)]
     assert sink.stats.fixes_dropped == 2  # the NaN position, once per write
-    assert query(pg_dsn, "SELECT count, mean, last FROM aggregates_1m ORDER BY ts") == [
+    assert query(db_dsn, "SELECT count, mean, last FROM aggregates_1m ORDER BY ts") == [
         (60, 2.0, 2.5),
         (60, 3.0, 3.5),
     ]
-    # plain PostgreSQL mode: the gateway keeps the rollups itself
-    assert query(pg_dsn, "SELECT count, min, max, mean, sum, last FROM aggregates_15m") == [
+    # plain PostgreSQL: the sink keeps the rollups itself; TimescaleDB: the refresh policies
+    refresh_rollups(db_dsn)
+    assert query(db_dsn, "SELECT count, min, max, mean, sum, last FROM aggregates_15m") == [
         (120, 1.0, 4.0, 2.5, 300.0, 3.5)
     ]
-    assert query(pg_dsn, "SELECT count(*) FROM aggregates_1d") == [(1,)]
-    assert query(pg_dsn, "SELECT kind, data->>'bit' FROM events") == [("tamper", "3")]
-    assert query(pg_dsn, "SELECT reason, payload FROM rejects") == [("bad_json", b"{oops")]
-    assert query(pg_dsn, "SELECT state, magnitude, evidence FROM alerts") == [
+    assert query(db_dsn, "SELECT count(*) FROM aggregates_1h") == [(1,)]
+    assert query(db_dsn, "SELECT kind, data->>'bit' FROM events") == [("tamper", "3")]
+    assert query(db_dsn, "SELECT reason, payload FROM rejects") == [("bad_json", b"{oops")]
+    assert query(db_dsn, "SELECT state, magnitude, evidence FROM alerts") == [
         ("opened", 1.5, {"mnf": 2.5, "bad": None})
     ]
 
 
 async def test_alerts_keep_the_latest_state_and_the_operators_ack(
-    pg_dsn: str, sink: PostgresSink
+    db_dsn: str, sink: PostgresSink
 ) -> None:
     opened = Alert("leak", "dma-07", Severity.WARNING, T0, magnitude=1.0)
     updated = opened.update(T0 + 60 * NS_PER_S, magnitude=2.0, severity=Severity.CRITICAL)
     cleared = updated.clear(T0 + 120 * NS_PER_S)
     await sink.write(Bundle(alerts=(opened,)))
-    with psycopg.connect(pg_dsn) as conn:  # the control room acknowledges it
+    with psycopg.connect(db_dsn) as conn:  # the control room acknowledges it
         conn.execute("UPDATE alerts SET acked_by = 'asha', acked_at = now()")
     await sink.write(Bundle(alerts=(cleared,)))
     await sink.write(Bundle(alerts=(updated,)))  # an older state drained late from a backlog
-    rows = query(pg_dsn, "SELECT state, severity, magnitude, acked_by FROM alerts")
+    rows = query(db_dsn, "SELECT state, severity, magnitude, acked_by FROM alerts")
     assert rows == [("cleared", "critical", 2.0, "asha")]
 
 
@@ -213,8 +256,8 @@ async def test_an_unreachable_database_raises_sink_unavailable_never_crashes() -
         await asyncio.wait_for(s.close(), 10)
 
 
-async def test_an_unmigrated_database_says_to_migrate(pg_dsn: str) -> None:
-    s = PostgresSink(pg_dsn, registry(), "gw")
+async def test_an_unmigrated_database_says_to_migrate(db_dsn: str) -> None:
+    s = PostgresSink(db_dsn, registry(), "gw")
     await s.open()
     try:
         with pytest.raises(SinkUnavailable, match="gateway db migrate"):
@@ -244,11 +287,10 @@ def test_password_comes_from_env_or_file_never_the_dsn(
     assert "password=from-file" in from_file.conninfo()
 
 
-async def test_plain_mode_prunes_rows_past_their_retention(pg_dsn: str) -> None:
-    await migrate(pg_dsn)
-    s = PostgresSink(
-        pg_dsn, registry(), "gw", retention=RetentionSettings(readings_days=30, rejects_days=0)
-    )
+async def test_rows_past_their_retention_go(db_dsn: str, pg_server: PgServer) -> None:
+    retention = RetentionSettings(readings_days=30, rejects_days=0)
+    await migrate_held(db_dsn, retention=retention)
+    s = PostgresSink(db_dsn, registry(), "gw", retention=retention)
     await s.open()
     try:
         now = time.time_ns()
@@ -259,21 +301,24 @@ async def test_plain_mode_prunes_rows_past_their_retention(pg_dsn: str) -> None:
                 rejects=(Reject(old, "mqtt:x", "bad_json"),),
             )
         )
-        # the first write prunes (then hourly): the old reading is gone already
-        assert query(pg_dsn, "SELECT value FROM readings") == [(2.0,)]
+        if pg_server.mode == "timescaledb":  # the retention policies drop whole chunks
+            assert query(db_dsn, "SELECT value FROM readings ORDER BY ts") == [(1.0,), (2.0,)]
+            assert run_jobs(db_dsn, RETENTION) == 3, "readings, positions, minutes"
+        # plain: the first write prunes (then hourly), so the old reading is gone already
+        assert query(db_dsn, "SELECT value FROM readings") == [(2.0,)]
         assert await s.prune() == 0
     finally:
         await s.close()
-    assert query(pg_dsn, "SELECT count(*) FROM rejects") == [(1,)], "rejects_days=0 keeps them"
+    assert query(db_dsn, "SELECT count(*) FROM rejects") == [(1,)], "rejects_days=0 keeps them"
 
 
-async def test_a_gateway_writer_login_can_write_everything_and_no_more(pg_dsn: str) -> None:
-    await migrate(pg_dsn)
+async def test_a_gateway_writer_login_can_write_everything_and_no_more(db_dsn: str) -> None:
+    await migrate_held(db_dsn)
     user = f"gw_test_writer_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE gateway_writer')
     try:
-        dsn = make_conninfo(pg_dsn, user=user)
+        dsn = make_conninfo(db_dsn, user=user)
         s = PostgresSink(dsn, registry(), "gw-roles")
         await s.open()
         try:
@@ -298,8 +343,9 @@ async def test_a_gateway_writer_login_can_write_everything_and_no_more(pg_dsn: s
         with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM readings")
     finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{user}"')
             conn.execute(f'DROP ROLE "{user}"')
-    assert query(pg_dsn, "SELECT state FROM alerts") == [("cleared",)]
-    assert query(pg_dsn, "SELECT count FROM aggregates_15m") == [(60,)]
+    assert query(db_dsn, "SELECT state FROM alerts") == [("cleared",)]
+    refresh_rollups(db_dsn)
+    assert query(db_dsn, "SELECT count FROM aggregates_15m") == [(60,)]
