@@ -165,9 +165,15 @@ def run_status(args: argparse.Namespace) -> int:
     return 1 if status.problems(args.max_failures) else 0
 
 
+def _config_postgres(path: str) -> PostgresSettings:
+    """The config file's first PostgreSQL sink (its defaults when it has none)."""
+    found = load_settings(path).first_sink("postgres")
+    return found if isinstance(found, PostgresSettings) else PostgresSettings()
+
+
 def _connection_settings(args: argparse.Namespace) -> PostgresSettings | None:
     if args.config:
-        base = load_settings(args.config).postgres
+        base = _config_postgres(args.config)
     elif args.dsn:
         base = PostgresSettings(dsn=args.dsn)
     else:
@@ -210,8 +216,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> PostgresSettings | None:
     """The config file's first PostgreSQL sink when given, with the flags given on top."""
     if args.config:
-        found = load_settings(args.config).first_sink("postgres")
-        base = found if isinstance(found, PostgresSettings) else PostgresSettings()
+        base = _config_postgres(args.config)
     elif args.dsn:
         base = PostgresSettings(dsn=args.dsn)
     else:

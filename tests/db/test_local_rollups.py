@@ -213,7 +213,7 @@ async def test_a_zone_that_is_not_an_iana_name_is_refused(pg_dsn: str) -> None:
 
 def test_the_example_config_sets_the_zone() -> None:
     settings = load_settings(ROOT / "config" / "gateway.example.toml")
-    assert settings.postgres.rollup_timezone == "Asia/Kolkata"
+    assert settings.first_sink("postgres").rollup_timezone == "Asia/Kolkata"
     assert "rollup_timezone" in (ROOT / "config" / "gateway.example.toml").read_text()
 
 

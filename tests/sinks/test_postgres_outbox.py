@@ -14,7 +14,8 @@ import psycopg
 from gateway.batch import NS_PER_S, AggregateBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.pipeline.outbox import Outbox
-from gateway.runtime import Emit, Runtime, RuntimeSettings
+from gateway.parts import Emit
+from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
 from tests.db.jobs import migrate_held, refresh_rollups
@@ -75,14 +76,16 @@ async def run_until(
 async def test_a_backlog_drains_once_and_the_rollups_are_whole(db_dsn: str, tmp_path: Path) -> None:
     await migrate_held(db_dsn)
     path = tmp_path / "outbox-postgres.sqlite"
-    down = PostgresSink("postgresql://postgres@127.0.0.1:9/x", registry(), "gw", connect_timeout=1)
-    outbox = Outbox.open(path)
+    reg = registry()
+    down = PostgresSink("postgresql://postgres@127.0.0.1:9/x", reg, "gw", connect_timeout=1)
+    outbox = Outbox.open(path, reg)
     backlog = Backlog(120)  # two hours, the central database away
     await run_until(down, outbox, backlog, backlog.emitted.is_set)
     outbox.close_file()
-    assert Outbox.open(path).rows == 120 * (120 + 2)
-    up = PostgresSink(db_dsn, registry(), "gw")
-    outbox = Outbox.open(path)
+    assert Outbox.open(path, registry()).rows == 120 * (120 + 2)
+    reg = registry()
+    up = PostgresSink(db_dsn, reg, "gw")
+    outbox = Outbox.open(path, reg)
     await run_until(up, outbox, None, lambda: outbox.rows == 0)
     outbox.close_file()
     refresh_rollups(db_dsn)  # TimescaleDB's policies; plain mode: the sink did it
