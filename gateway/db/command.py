@@ -149,7 +149,7 @@ def register_status(db_sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def run_status(args: argparse.Namespace) -> int:
     try:
-        settings = _connection_settings(args)
+        settings = _settings(args)
         if settings is None:
             print("gateway db status: give --dsn, set GATEWAY_DSN, or -c CONFIG", file=sys.stderr)
             return 2
@@ -169,21 +169,6 @@ def _config_postgres(path: str) -> PostgresSettings:
     """The config file's first PostgreSQL sink (its defaults when it has none)."""
     found = load_settings(path).first_sink("postgres")
     return found if isinstance(found, PostgresSettings) else PostgresSettings()
-
-
-def _connection_settings(args: argparse.Namespace) -> PostgresSettings | None:
-    if args.config:
-        base = _config_postgres(args.config)
-    elif args.dsn:
-        base = PostgresSettings(dsn=args.dsn)
-    else:
-        return None
-    given = {
-        name: getattr(args, name)
-        for name in ("dsn", "password_env", "password_file")
-        if getattr(args, name) is not None
-    }
-    return dataclasses.replace(base, **given)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -221,13 +206,16 @@ def _settings(args: argparse.Namespace) -> PostgresSettings | None:
         base = PostgresSettings(dsn=args.dsn)
     else:
         return None
+    # `db status` has no mode, zone or retention flags: those stay as the file says
     given = {
         name: getattr(args, name)
         for name in ("dsn", "password_env", "password_file", "mode", "rollup_timezone")
-        if getattr(args, name) is not None
+        if getattr(args, name, None) is not None
     }
     retention = {
-        name: getattr(args, name) for name in _RETENTION_FLAGS if getattr(args, name) is not None
+        name: getattr(args, name)
+        for name in _RETENTION_FLAGS
+        if getattr(args, name, None) is not None
     }
     return dataclasses.replace(
         base, **given, retention=dataclasses.replace(base.retention, **retention)

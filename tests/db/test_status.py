@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -175,3 +176,15 @@ def test_an_unmigrated_or_unreachable_database_exits_2(
         args = parser.parse_args(["db", "status", "--dsn", dsn])
         assert args.func(args) == 2
         assert why in capsys.readouterr().err
+
+
+async def test_the_config_file_gives_the_dsn_and_plain_modes_horizons(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await migrate_held(pg_dsn)
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[postgres]\ndsn = "{pg_dsn}"\n[postgres.retention]\nreadings_days = 45\n')
+    code, out = await run(capsys, "-c", str(config))
+    assert code == 0 and "mode: postgres, schema version 6" in out
+    assert "readings           drop after 45 days (config)" in out
+    assert "events             kept (config)" in out
