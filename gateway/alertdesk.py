@@ -288,10 +288,16 @@ def acknowledge(dsn: str, alert_id: str, by: str, at: dt.datetime | None = None)
         raise AlertDeskError("say who acknowledges: --by NAME")
     when = at or dt.datetime.now(dt.UTC)
     with _connect(dsn) as conn:
-        conn.execute(
-            "UPDATE alerts SET acked_by = %s, acked_at = %s WHERE id = %s AND acked_by IS NULL",
-            (by, when, alert_id),
-        )
+        try:
+            conn.execute(
+                "UPDATE alerts SET acked_by = %s, acked_at = %s WHERE id = %s AND acked_by IS NULL",
+                (by, when, alert_id),
+            )
+        except psycopg.errors.InsufficientPrivilege as err:
+            raise AlertDeskError(
+                "this login may read alerts but not acknowledge them; connect as a login in "
+                "the gateway_operator role (docs/schema.md, 'Login users')"
+            ) from err
         row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = %s".encode(), (alert_id,))
         found = row.fetchone()
     if found is None:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from gateway.alertdesk import acknowledge
+from gateway.alertdesk import AlertDeskError, acknowledge
 from gateway.batch import NS_PER_S
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
@@ -80,6 +80,14 @@ async def test_only_the_operator_acknowledges_and_the_gateway_keeps_it(db_dsn: s
             assert not refused(writer, "UPDATE alerts SET message = 'x' WHERE false")
             assert refused(operator, "INSERT INTO events (ts, gateway, asset, kind) "
                                      "VALUES (now(), 'g', 'a', 'k')")  # fmt: skip
+            with (
+                login(db_dsn, "gateway_reader") as reader,
+                pytest.raises(
+                    AlertDeskError,
+                    match="not acknowledge them; connect as a login in the gateway_op",
+                ),
+            ):
+                acknowledge(reader, opened.id, "asha")
             assert acknowledge(operator, opened.id, "asha").acked_by == "asha"
             # a later state, and an acknowledgement by someone else carried by the gateway
             cleared = opened.clear(T0 + 60 * NS_PER_S).acknowledge("edge-panel", T0 + 61 * NS_PER_S)
