@@ -20,8 +20,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import re
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from gateway.config import check_timezone
+from gateway.db.problems import connect_problem
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -145,59 +143,6 @@ _COLUMNS = (
     "id, kind, asset, severity, state, opened_at, magnitude, score, message, needs_ack, "
     "acked_by, started_at, cleared_at"
 )
-
-
-def _where(dsn: str) -> str:
-    """The DSN as a person reads it, without its password."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "(an unreadable DSN)"
-    host = params.get("host") or params.get("hostaddr") or "the local socket"
-    port = f":{params['port']}" if params.get("port") else ""
-    user = f" as {params['user']}" if params.get("user") else ""
-    return f"database {params.get('dbname', '(default)')!r} on {host}{port}{user}"
-
-
-def _public(dsn: str) -> str:
-    """The DSN to show in a command: without its password and the timeout we added."""
-    params = conninfo_to_dict(dsn)
-    return make_conninfo(
-        **{k: str(v) for k, v in params.items() if k not in ("password", "connect_timeout")}
-    )
-
-
-_MISSING_DATABASE = ("3D000",)
-_AUTH_REFUSED = ("28P01", "28000")
-
-
-def connect_problem(err: psycopg.OperationalError, dsn: str) -> str:
-    """What failed when connecting: the database missing, authentication refused, or
-    the server unreachable, with the next step. libpq reports these before any query,
-    so there is often no sqlstate: its FATAL message tells them apart then."""
-    text = str(err).strip()
-    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
-    state = err.sqlstate or ""
-    where = _where(dsn)
-    if state in _MISSING_DATABASE or re.search(r'database ".*" does not exist', text):
-        return (
-            f"the {where} does not exist (the server is up); create it with "
-            f"`gateway db migrate --create --dsn {shlex.quote(_public(dsn))}`, or name another "
-            "with --dsn or -c FILE"
-        )
-    if state in _AUTH_REFUSED or re.search(
-        r"password authentication failed|authentication failed|role \".*\" does not exist"
-        r"|no pg_hba\.conf entry|password is missing|no password supplied",
-        text,
-    ):
-        return (
-            f"the server refused authentication for the {where} ({first}); check the user, "
-            "the password (password_env or password_file in -c FILE) and pg_hba.conf"
-        )
-    return (
-        f"cannot reach the PostgreSQL server for the {where} ({first}); is it running, "
-        "and are the host and port right?"
-    )
 
 
 def _connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:

@@ -139,3 +139,19 @@ def test_bad_device_wiring_is_refused_before_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 'nope', which is not defined") as info:
         load_settings(path)
     assert info.value.key == "sources.modbus"
+
+
+async def test_a_missing_database_is_named_with_the_command_that_creates_it(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    missing = psycopg.conninfo.make_conninfo(pg_dsn, dbname="gw_no_such_database")
+    async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
+        proc = await start_gateway(config_for(sim, tmp_path, missing, drain=1.0))
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readuntil(b"event=sink.down"), 60)
+        line += await asyncio.wait_for(proc.stderr.readline(), 10)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    text = line.decode()
+    assert "'gw_no_such_database'" in text and "does not exist (the server is up)" in text
+    assert "gateway db migrate --create --dsn" in text

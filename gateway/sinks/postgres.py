@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from gateway.bundle import Bundle
 from gateway.db import pgcopy
 from gateway.db.pgcopy import Column
+from gateway.db.problems import connect_problem
 from gateway.db.settings import DEFAULT_RETENTION, PostgresSettings, RetentionSettings
 from gateway.events import Alert, jsonable
 from gateway.logs import get_logger
@@ -277,6 +278,8 @@ class PostgresSink:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn, connect_timeout=max(1, round(self.connect_timeout))
             )
+        except psycopg.OperationalError as err:
+            return connect_problem(err, self.dsn)
         except psycopg.Error as err:
             return str(err).removeprefix("connection failed: ").strip()
         await conn.close()
