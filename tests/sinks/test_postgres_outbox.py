@@ -13,8 +13,8 @@ import psycopg
 
 from gateway.batch import NS_PER_S, AggregateBatch, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.pipeline.outbox import Outbox
 from gateway.parts import Emit
+from gateway.pipeline.outbox import Outbox
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry
