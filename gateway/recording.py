@@ -1,0 +1,382 @@
+"""`gateway run --record DIR`: everything the sources emit, on disk as CSV and JSON Lines.
+
+    Source.run(emit) --RecordedSource: tap(bundle), then emit--> the runtime, untouched
+    MqttSource.handle --Wiring.on_raw(topic, payload, received_ns)--> tap_raw
+         |                                                             |
+         +--------------- a bounded in-memory list ---------------------+
+                                     | every `flush_s`, in a thread of its own
+                                     v
+    DIR/bundles.csv readings.csv fixes.csv events.jsonl rejects.jsonl mqtt.csv manifest.json
+
+The taps on the event loop only append a reference to an immutable bundle (or the raw
+bytes) to a list; formatting and writing happen in the writer thread. Ingest never
+waits for the disk: past `max_pending_bytes` in memory a tap drops what it is given
+and counts it, and once the disk is full (ENOSPC, or less than `min_free_bytes` left
+for the outbox on the same disk) the recording stops for good with one log line,
+while the gateway goes on. The format is documented in docs/recording.md; its
+reader is `gateway.recording_replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.bundle import Bundle
+from gateway.events import jsonable
+from gateway.logs import get_logger
+from gateway.parts import Emit, Source
+from gateway.settings import Settings
+from gateway.streams import StreamRegistry
+
+log = get_logger("gateway.recording")
+
+FORMAT: Final = "gateway-recording"
+VERSION: Final = 1
+# file name -> header; each bundle's rows follow the ones before it, bundles.csv counts them
+HEADERS: Final[dict[str, tuple[str, ...]]] = {
+    "bundles.csv": (
+        "seq", "emitted_at", "source", "live", "readings", "fixes", "events", "rejects",
+    ),
+    "readings.csv": ("ts", "stream", "value", "quality"),
+    "fixes.csv": ("ts", "vehicle", "lat", "lon", "speed_mps", "heading_deg", "fix"),
+    "mqtt.csv": ("received_at", "source", "topic", "payload_b64"),
+}  # fmt: skip
+JSONL: Final = ("events.jsonl", "rejects.jsonl")
+RawTap = Callable[[str, bytes, int], None]
+
+
+class RecordingError(ValueError):
+    """The recording folder cannot be used (not empty, not writable)."""
+
+
+def iso(ns: NDArray[np.int64]) -> list[str]:
+    """ns UTC as ISO 8601 with nanoseconds and the offset Z: exact both ways."""
+    text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ns", timezone="UTC")
+    return [str(t) for t in text.tolist()]
+
+
+def iso1(ns: int) -> str:
+    return iso(np.asarray([ns], np.int64))[0]
+
+
+@dataclasses.dataclass(slots=True)
+class RecorderStats:
+    bundles: int = 0
+    readings: int = 0
+    fixes: int = 0
+    events: int = 0
+    rejects: int = 0
+    mqtt: int = 0
+    dropped: int = 0  # bundles and raw messages not recorded: the writer was behind
+    first_ts: int | None = None  # data time span of readings, fixes and events
+    last_ts: int | None = None
+
+
+_Tapped = tuple[int, str, int, Bundle]  # seq, source, emitted ns, bundle
+_Raw = tuple[str, str, bytes, int]  # source, topic, payload, received ns
+
+
+class Recorder:
+    """Writes what the sources emit into `directory` (see the module docstring)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        registry: StreamRegistry,
+        settings: Settings,
+        *,
+        config_file: str = "",
+        flush_s: float = 1.0,
+        max_pending_bytes: int = 64 * 1024 * 1024,
+        min_free_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        if directory.is_file() or (directory.is_dir() and any(directory.iterdir())):
+            raise RecordingError(f"{directory} is not an empty folder; record into a new one")
+        self.directory = directory
+        self.registry = registry
+        self.settings = settings
+        self.flush_s = flush_s
+        self.max_pending_bytes = max_pending_bytes
+        self.min_free_bytes = min_free_bytes
+        self.stats = RecorderStats()
+        self.stopped = ""  # why the recording stopped early, once it has
+        self.started_at = time.time_ns()
+        self._config_file = config_file if config_file and Path(config_file).is_file() else ""
+        self._lock = threading.Lock()
+        self._bundles: list[_Tapped] = []
+        self._raws: list[_Raw] = []
+        self._pending_bytes = 0
+        self._seq = 0
+        self._users = 0
+        self._started = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._files: dict[str, IO[str]] = {}
+
+    # -- the taps (event loop) ------------------------------------------------------------
+
+    def wrap(self, sources: Sequence[Source]) -> list[Source]:
+        return [RecordedSource(s, self) for s in sources]
+
+    def raw_tap(self, source: str) -> RawTap:
+        """The `Wiring.on_raw` callback of one source: a raw message as received."""
+
+        def tap(topic: str, payload: bytes, received_ns: int) -> None:
+            if self._room(len(payload) + len(topic) + 64):
+                self._raws.append((source, topic, payload, received_ns))
+
+        return tap
+
+    def tap(self, source: str, bundle: Bundle) -> None:
+        seq = self._seq
+        self._seq += 1
+        if self._room(bundle.nbytes + 64):
+            self._bundles.append((seq, source, time.time_ns(), bundle))
+
+    def _room(self, nbytes: int) -> bool:
+        """Count `nbytes` in, or say no: stopped, or the writer is that far behind."""
+        if self.stopped:
+            return False
+        with self._lock:
+            if self._pending_bytes + nbytes > self.max_pending_bytes:
+                self.stats.dropped += 1
+                return False
+            self._pending_bytes += nbytes
+            return True
+
+    # -- lifetime: from the first source's start to the last one's end ----------------------
+
+    def _start(self) -> None:
+        """Make the folder, copy the config, write a first manifest: at the first start,
+        so that a config error found after `build` leaves no folder behind."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if self._config_file:
+                shutil.copyfile(self._config_file, self.directory / "config.toml")
+            self._write_manifest()
+        except OSError as err:
+            self._stop(f"cannot write {self.directory}: {err.strerror or err}")
+
+    def attach(self) -> None:
+        if not self._started:
+            self._started = True
+            self._start()
+        self._users += 1
+        if self._thread is None and not self.stopped:
+            self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
+            self._thread.start()
+
+    def detach(self) -> threading.Thread | None:
+        """Called as a source ends; the last one out stops the writer, which writes what
+        is left: join the thread it returns (off the loop)."""
+        self._users -= 1
+        if self._users or self._thread is None:
+            return None
+        thread, self._thread = self._thread, None
+        self._wake.set()
+        return thread
+
+    def _loop(self) -> None:
+        me = threading.current_thread()
+        while self._thread is me:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            self._flush()
+        self._flush()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._lock:
+            bundles, raws = self._bundles, self._raws
+            self._bundles, self._raws, self._pending_bytes = [], [], 0
+        if self.stopped:
+            return
+        try:
+            free = shutil.disk_usage(self.directory).free
+            if free < self.min_free_bytes:
+                self._stop(f"less than {self.min_free_bytes} bytes free on the disk")
+                return
+            for tapped in bundles:
+                self._bundle(*tapped)
+            if raws:
+                self._raws_out(raws)
+            for fh in self._files.values():
+                fh.flush()
+            self._write_manifest()
+        except OSError as err:  # ENOSPC, EDQUOT, EIO: the disk is full or failing
+            self._stop(f"{err.strerror or err} ({type(err).__name__})")
+
+    def _stop(self, reason: str) -> None:
+        self.stopped = reason
+        with self._lock:
+            self._bundles, self._raws, self._pending_bytes = [], [], 0
+        log.error(
+            "recording.stopped",
+            directory=str(self.directory),
+            reason=reason,
+            bundles=self.stats.bundles,
+            remedy="the gateway goes on without recording; free space and record anew",
+        )
+        for fh in self._files.values():
+            # what did not fit is lost: the recording is cut short, as logged
+            with contextlib.suppress(OSError):
+                fh.close()
+        self._files.clear()
+        with contextlib.suppress(OSError):  # no room even for the manifest: the log says why
+            self._write_manifest()
+
+    def _file(self, name: str) -> IO[str]:
+        fh = self._files.get(name)
+        if fh is None:
+            path = self.directory / name
+            fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - held open
+            self._files[name] = fh
+            if name in HEADERS and fh.tell() == 0:
+                csv.writer(fh, lineterminator="\n").writerow(HEADERS[name])
+        return fh
+
+    def _rows(self, name: str, rows: Any) -> None:
+        csv.writer(self._file(name), lineterminator="\n").writerows(rows)
+
+    def _span(self, ts: NDArray[np.int64]) -> None:
+        if not len(ts):
+            return
+        lo, hi = int(ts.min()), int(ts.max())
+        s = self.stats
+        s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
+        s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
+
+    def _bundle(self, seq: int, source: str, emitted: int, bundle: Bundle) -> None:
+        r, f = bundle.readings, bundle.fixes
+        if len(r):
+            names = {int(i): self.registry.name_of(int(i)) for i in np.unique(r.stream)}
+            stream = [names[i] for i in r.stream.tolist()]
+            self._rows(
+                "readings.csv",
+                zip(iso(r.ts), stream, r.value.tolist(), r.quality.tolist(), strict=True),
+            )
+            self._span(r.ts)
+        if len(f):
+            vehicles = self.registry.vehicles
+            ids = {int(i): vehicles.name_of(int(i)) for i in np.unique(f.vehicle)}
+            self._rows(
+                "fixes.csv",
+                zip(
+                    iso(f.ts),
+                    [ids[i] for i in f.vehicle.tolist()],
+                    f.lat.tolist(),
+                    f.lon.tolist(),
+                    f.speed.tolist(),
+                    f.heading.tolist(),
+                    f.fix.tolist(),
+                    strict=True,
+                ),
+            )
+            self._span(f.ts)
+        if bundle.events:
+            fh = self._file("events.jsonl")
+            for e in bundle.events:
+                out = jsonable(e.to_dict())
+                out["ts"] = iso1(e.ts)
+                fh.write(json.dumps(out, sort_keys=True) + "\n")
+            self._span(np.asarray([e.ts for e in bundle.events], np.int64))
+        if bundle.rejects:
+            fh = self._file("rejects.jsonl")
+            for j in bundle.rejects:
+                payload = base64.b64encode(j.payload).decode()
+                line = {"ts": iso1(j.ts), "source": j.source, "reason": j.reason}
+                fh.write(json.dumps({**line, "detail": j.detail, "payload_b64": payload}) + "\n")
+        counts = (len(r), len(f), len(bundle.events), len(bundle.rejects))
+        row = (seq, iso1(emitted), source, int(bundle.live), *counts)
+        self._rows("bundles.csv", [row])
+        s = self.stats
+        s.bundles += 1
+        s.readings, s.fixes = s.readings + counts[0], s.fixes + counts[1]
+        s.events, s.rejects = s.events + counts[2], s.rejects + counts[3]
+
+    def _raws_out(self, raws: list[_Raw]) -> None:
+        at = iso(np.asarray([r[3] for r in raws], np.int64))
+        self._rows(
+            "mqtt.csv",
+            (
+                (t, source, topic, base64.b64encode(payload).decode())
+                for t, (source, topic, payload, _) in zip(at, raws, strict=True)
+            ),
+        )
+        self.stats.mqtt += len(raws)
+
+    def _write_manifest(self) -> None:
+        s = self.stats
+        span = None
+        if s.first_ts is not None and s.last_ts is not None:
+            span = {"from": iso1(s.first_ts), "to": iso1(s.last_ts)}
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "gateway_id": self.settings.gateway.id,
+            "recorded": {"from": iso1(self.started_at), "to": iso1(time.time_ns())},
+            "data_span": span,
+            "config": "config.toml" if self._config_file else None,
+            "sources": [
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "settings": jsonable(dataclasses.asdict(p.settings)),
+                }
+                for p in self.settings.sources
+            ],
+            "streams": [
+                {"name": i.name, "unit": i.unit, "kind": i.kind} for i in list(self.registry)
+            ],
+            "counts": {
+                k: getattr(s, k) for k in ("bundles", "readings", "fixes", "events", "rejects")
+            }
+            | {"mqtt": s.mqtt, "dropped": s.dropped},
+            "stopped": self.stopped or None,
+        }
+        tmp = self.directory / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.directory / "manifest.json")
+
+
+class RecordedSource:
+    """A source whose every bundle the recorder sees before the runtime does."""
+
+    def __init__(self, source: Source, recorder: Recorder) -> None:
+        self.source = source
+        self.name = source.name
+        self.recorder = recorder
+
+    async def run(self, emit: Emit) -> None:
+        recorder, name = self.recorder, self.name
+
+        async def recorded(bundle: Bundle) -> None:
+            recorder.tap(name, bundle)
+            await emit(bundle)
+
+        recorder.attach()
+        try:
+            await self.source.run(recorded)
+        finally:
+            writer = recorder.detach()
+            if writer is not None:
+                await asyncio.to_thread(writer.join)
