@@ -18,6 +18,7 @@ import base64
 import binascii
 import csv
 import dataclasses
+import io
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -45,23 +46,26 @@ def read_mqtt(directory: Path, *, source: str = "") -> list[RawMessage]:
     path = directory / "mqtt.csv"
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            text = fh.read()
     except FileNotFoundError as err:
         raise RecordingFileError(
             f"{path} is missing: the recording has no raw MQTT (was an MQTT source recorded?)"
         ) from err
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the last line was cut short (a kill, a full disk)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or rows[0] != HEADER:
         raise RecordingFileError(f"{path}: line 1: header must be {','.join(HEADER)}")
-    body = rows[1:]
-    if body and len(body[-1]) != len(HEADER):
-        body.pop()  # the last line was cut short (a kill, a full disk)
     out = []
-    for n, (at, src, topic, text) in enumerate(body, 2):
+    for n, row in enumerate(rows[1:], 2):
+        if len(row) != len(HEADER):
+            raise RecordingFileError(f"{path}: line {n}: {len(row)} fields, not {len(HEADER)}")
+        at, src, topic, b64 = row
         if source and src != source:
             continue
         try:
             ns = int(np.datetime64(at.removesuffix("Z"), "ns").astype(np.int64))
-            payload = base64.b64decode(text, validate=True)
+            payload = base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error) as err:
             raise RecordingFileError(f"{path}: line {n}: {err}") from err
         out.append(RawMessage(ns, src, topic, payload))

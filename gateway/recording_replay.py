@@ -21,6 +21,7 @@ import argparse
 import base64
 import csv
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -84,14 +85,17 @@ def _csv(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+        text = fh.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the last line was cut short (a kill, a full disk)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     want = list(HEADERS[path.name])
     if not rows or rows[0] != want:
-        raise RecordingReadError(f"{path}: header must be {','.join(want)}")
-    body = rows[1:]
-    if body and len(body[-1]) != len(want):
-        body.pop()  # the last line was cut short
-    return body
+        raise RecordingReadError(f"{path}: line 1: header must be {','.join(want)}")
+    for n, row in enumerate(rows[1:], 2):
+        if len(row) != len(want):
+            raise RecordingReadError(f"{path}: line {n}: {len(row)} fields, not {len(want)}")
+    return rows[1:]
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
