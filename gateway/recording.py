@@ -57,6 +57,7 @@ HEADERS: Final[dict[str, tuple[str, ...]]] = {
     "mqtt.csv": ("received_at", "source", "topic", "payload_b64"),
 }  # fmt: skip
 JSONL: Final = ("events.jsonl", "rejects.jsonl")
+_CHUNK: Final = 8192  # rows formatted per write
 RawTap = Callable[[str, bytes, int], None]
 
 
@@ -65,9 +66,19 @@ class RecordingError(ValueError):
 
 
 def iso(ns: NDArray[np.int64]) -> list[str]:
-    """ns UTC as ISO 8601 with nanoseconds and the offset Z: exact both ways."""
-    text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ns", timezone="UTC")
-    return [str(t) for t in text.tolist()]
+    """ns UTC as ISO 8601 with nanoseconds and the offset Z: exact both ways. Each
+    distinct second is formatted once (numpy's per-row formatting is the slow part)."""
+    sec, frac = np.divmod(ns, 1_000_000_000)
+    seconds, which = np.unique(sec, return_inverse=True)
+    heads = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist()
+    return [f"{heads[i]}.{f:09d}Z" for i, f in zip(which.tolist(), frac.tolist(), strict=True)]
+
+
+def _quoted(name: str) -> str:
+    """A name as one CSV field (stream names never need quotes; other names might)."""
+    if any(c in name for c in ',"\r\n'):
+        return '"' + name.replace('"', '""') + '"'
+    return name
 
 
 def iso1(ns: int) -> str:
@@ -267,31 +278,45 @@ class Recorder:
 
     def _bundle(self, seq: int, source: str, emitted: int, bundle: Bundle) -> None:
         r, f = bundle.readings, bundle.fixes
-        if len(r):
-            names = {int(i): self.registry.name_of(int(i)) for i in np.unique(r.stream)}
-            stream = [names[i] for i in r.stream.tolist()]
-            self._rows(
-                "readings.csv",
-                zip(iso(r.ts), stream, r.value.tolist(), r.quality.tolist(), strict=True),
+        # f-strings over columns, a chunk at a time: about twice as fast as csv.writer,
+        # and the loop gives the GIL back to the event loop between rows
+        for lo in range(0, len(r), _CHUNK):
+            part = r[lo : lo + _CHUNK]
+            names = {int(i): _quoted(self.registry.name_of(int(i))) for i in np.unique(part.stream)}
+            rows = zip(
+                iso(part.ts),
+                part.stream.tolist(),
+                part.value.tolist(),
+                part.quality.tolist(),
+                strict=True,
             )
-            self._span(r.ts)
-        if len(f):
-            vehicles = self.registry.vehicles
-            ids = {int(i): vehicles.name_of(int(i)) for i in np.unique(f.vehicle)}
-            self._rows(
-                "fixes.csv",
-                zip(
-                    iso(f.ts),
-                    [ids[i] for i in f.vehicle.tolist()],
-                    f.lat.tolist(),
-                    f.lon.tolist(),
-                    f.speed.tolist(),
-                    f.heading.tolist(),
-                    f.fix.tolist(),
-                    strict=True,
-                ),
+            self._file("readings.csv").write(
+                "".join([f"{t},{names[i]},{v!r},{q}\n" for t, i, v, q in rows])
             )
-            self._span(f.ts)
+            self._span(part.ts)
+        vehicles = self.registry.vehicles
+        for lo in range(0, len(f), _CHUNK):
+            chunk = f[lo : lo + _CHUNK]
+            ids = {int(i): _quoted(vehicles.name_of(int(i))) for i in np.unique(chunk.vehicle)}
+            cols = zip(
+                iso(chunk.ts),
+                chunk.vehicle.tolist(),
+                chunk.lat.tolist(),
+                chunk.lon.tolist(),
+                chunk.speed.tolist(),
+                chunk.heading.tolist(),
+                chunk.fix.tolist(),
+                strict=True,
+            )
+            self._file("fixes.csv").write(
+                "".join(
+                    [
+                        f"{t},{ids[v]},{la!r},{ln!r},{sp!r},{hd!r},{fx}\n"
+                        for t, v, la, ln, sp, hd, fx in cols
+                    ]
+                )
+            )
+            self._span(chunk.ts)
         if bundle.events:
             fh = self._file("events.jsonl")
             for e in bundle.events:
