@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -61,18 +63,8 @@ def keys(alerts: list[Alert] | dict[str, Alert]) -> set[tuple[str, str, int]]:
     return {(a.kind, a.asset, a.opened_at) for a in values}
 
 
-def mqtt_table(name: str, prefix: str, sqlite: Path) -> str:
+def store_tables(sqlite: Path) -> str:
     return f"""
-[sources.{name}]
-type = "mqtt"
-prefix = "{prefix}"
-flush_ms = 50
-[sources.{name}.broker]
-host = "{MQTT_HOST}"
-port = {MQTT_PORT}
-client_id = "{prefix}-{name}"
-clean_start = true
-session_expiry_s = 0
 [sinks.store]
 type = "sqlite"
 path = "{sqlite}"
@@ -84,7 +76,28 @@ enabled = false
 """
 
 
-def live_config(sim: WaterNetworkSim, tmp_path: Path, prefix: str) -> Path:
+def mqtt_table(name: str, prefix: str, sqlite: Path) -> str:
+    return (
+        store_tables(sqlite)
+        + f"""
+[sources.{name}]
+type = "mqtt"
+prefix = "{prefix}"
+flush_ms = 50
+[sources.{name}.broker]
+host = "{MQTT_HOST}"
+port = {MQTT_PORT}
+client_id = "{prefix}-{name}"
+clean_start = true
+session_expiry_s = 0
+"""
+    )
+
+
+def live_config(sim: WaterNetworkSim, tmp_path: Path, prefix: str | None) -> Path:
+    """Water over Modbus TCP, and buses over MQTT under `prefix` unless it is None."""
+    sqlite = tmp_path / "live.sqlite"
+    inputs = store_tables(sqlite) if prefix is None else mqtt_table("buses", prefix, sqlite)
     devices = "".join(
         f"""
 [[sources.water.devices]]
@@ -102,7 +115,7 @@ interval = 0.2
         f"""
 [gateway]
 id = "rec-test"
-{mqtt_table("buses", prefix, tmp_path / "live.sqlite")}
+{inputs}
 [sources.water]
 type = "modbus"
 [[sources.water.lines]]
@@ -280,3 +293,28 @@ def test_sim_replay_keeps_the_recorded_spacing_scaled_by_speed() -> None:
         (0.5, "staging/v1/MH12-PM-0001/can"),
         (2.5, "staging/v1/MH12-PM-0001/pvt"),
     ]
+
+
+async def test_gateway_run_record_leaves_a_whole_recording_after_sigterm(tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    async with WaterNetworkSim(WaterSimSettings(model=ModelSettings(dmas=1))) as sim:
+        config = live_config(sim, tmp_path, None)
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway.cli", "run", "-c", str(config), "--record", str(rec)),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(150):
+            await asyncio.sleep(0.2)
+            if (rec / "bundles.csv").exists() and len((rec / "bundles.csv").read_text()) > 200:
+                break
+        else:
+            pytest.fail("nothing recorded within 30 s")
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    manifest = json.loads((rec / "manifest.json").read_text())
+    recorded = read_recording(rec)
+    assert not recorded.truncated and manifest["stopped"] is None
+    assert manifest["counts"]["bundles"] == len(recorded.bundles) > 0
+    assert manifest["counts"]["readings"] == sum(len(b.readings) for b in recorded.bundles)
+    assert (rec / "config.toml").read_text() == config.read_text()
