@@ -169,6 +169,7 @@ class Recorder:
         self._started = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ending: threading.Thread | None = None  # the writer last stopped
         self._files: dict[str, IO[str]] = {}
 
     # -- the taps (event loop) ------------------------------------------------------------
@@ -178,16 +179,17 @@ class Recorder:
 
     def raw_tap(self, source: str) -> RawTap:
         """The `Wiring.on_raw` callback of one source: a raw message as received."""
-
         lane = self._lanes.setdefault(source, _Lane())
         topics, payloads, times = lane.topics.append, lane.payloads.append, lane.times.append
         limit = self.max_pending_bytes
 
         def tap(topic: str, payload: bytes, received_ns: int) -> None:
             # once per message on the event loop: inlined, no call but the append
+            if self.stopped:
+                return
             n = len(payload) + len(topic) + _OVERHEAD
-            if self.stopped or self._bytes_in - self._bytes_out + n > limit:
-                self.stats.dropped += not self.stopped
+            if self._bytes_in - self._bytes_out + n > limit:
+                self.stats.dropped += 1
                 return
             self._bytes_in += n
             topics(topic)
@@ -231,6 +233,8 @@ class Recorder:
             self._start()
         self._users += 1
         if self._thread is None and not self.stopped:
+            if self._ending is not None:
+                self._ending.join()  # a source restarted while the last writer was finishing
             self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
             self._thread.start()
 
@@ -241,6 +245,7 @@ class Recorder:
         if self._users or self._thread is None:
             return None
         thread, self._thread = self._thread, None
+        self._ending = thread
         self._wake.set()
         return thread
 

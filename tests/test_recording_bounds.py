@@ -106,7 +106,7 @@ async def test_a_writer_that_falls_behind_drops_and_counts_instead_of_holding_up
     tmp_path: Path,
 ) -> None:
     registry = StreamRegistry()
-    one = bundle(registry, 0).nbytes + 64
+    one = bundle(registry, 0).nbytes + 64  # what the recorder counts per bundle
     recorder = Recorder(tmp_path / "rec", registry, Settings(), max_pending_bytes=3 * one)
     for i in range(5):  # the writer has not run yet: three fit, two are dropped
         recorder.tap("finite", bundle(registry, i))
