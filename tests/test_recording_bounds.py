@@ -175,3 +175,16 @@ async def test_a_recording_without_its_config_asks_for_one(
     assert cli.main(["replay", "--recording", str(tmp_path), "--plot", "x.png"]) == 2
     assert cli.main(["replay", "--recording", str(tmp_path / "nothing-here")]) == 2
     assert "is not a recording" in capsys.readouterr().err
+
+
+async def test_a_restarted_source_goes_on_recording_into_the_same_files(tmp_path: Path) -> None:
+    registry = StreamRegistry()
+    folder = tmp_path / "rec"
+    recorder = Recorder(folder, registry, Settings(), flush_s=0.02)
+    await record(recorder, Finite(registry, 2))  # it ends (as a failed source does) ...
+    await record(recorder, Finite(registry, 3))  # ... and the supervisor starts it again
+    rec = read_recording(folder)
+    assert len(rec.bundles) == 5 and not rec.truncated
+    assert (folder / "readings.csv").read_text().count("ts,stream,value,quality") == 1
+    seqs = [line.split(",")[0] for line in (folder / "bundles.csv").read_text().splitlines()]
+    assert seqs == ["seq", "0", "1", "2", "3", "4"]
