@@ -1,15 +1,16 @@
 """`gateway run --record DIR`: everything the sources emit, on disk as CSV and JSON Lines.
 
     Source.run(emit) --RecordedSource: tap(bundle), then emit--> the runtime, untouched
-    MqttSource.handle --Wiring.on_raw(topic, payload, received_ns)--> tap_raw
-         |                                                             |
-         +--------------- a bounded in-memory list ---------------------+
+    MqttSource.handle --Wiring.on_raw(topic, payload, received_ns)--> raw_tap(source)
+         |                                                                |
+         +------------- deques, bounded in bytes, no lock ----------------+
                                      | every `flush_s`, in a thread of its own
                                      v
-    DIR/bundles.csv readings.csv fixes.csv events.jsonl rejects.jsonl mqtt.csv manifest.json
+    RecordingFiles: DIR/bundles.csv readings.csv fixes.csv events.jsonl rejects.jsonl
+                        mqtt.csv manifest.json (gateway.recording_files)
 
 The taps on the event loop only append a reference to an immutable bundle (or the raw
-bytes) to a list; formatting and writing happen in the writer thread. Ingest never
+bytes) to a deque; formatting and writing happen in the writer thread. Ingest never
 waits for the disk: past `max_pending_bytes` in memory a tap drops what it is given
 and counts it, and once the disk is full (ENOSPC, or less than `min_free_bytes` left
 for the outbox on the same disk) the recording stops for good with one log line,
@@ -20,47 +21,24 @@ reader is `gateway.recording_replay`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import csv
-import dataclasses
-import json
-import os
-import re
 import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import Final
 
 from gateway.bundle import Bundle
-from gateway.events import jsonable
 from gateway.logs import get_logger
 from gateway.parts import Emit, Source
+from gateway.recording_files import RecorderStats, RecordingFiles
 from gateway.settings import Settings
 from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.recording")
 
-FORMAT: Final = "gateway-recording"
-VERSION: Final = 1
-# file name -> header; each bundle's rows follow the ones before it, bundles.csv counts them
-HEADERS: Final[dict[str, tuple[str, ...]]] = {
-    "bundles.csv": (
-        "seq", "emitted_at", "source", "live", "readings", "fixes", "events", "rejects",
-    ),
-    "readings.csv": ("ts", "stream", "value", "quality"),
-    "fixes.csv": ("ts", "vehicle", "lat", "lon", "speed_mps", "heading_deg", "fix"),
-    "mqtt.csv": ("received_at", "source", "topic", "payload_b64"),
-}  # fmt: skip
-JSONL: Final = ("events.jsonl", "rejects.jsonl")
-_CHUNK: Final = 8192  # rows formatted per write
-_NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
 _OVERHEAD: Final = 64  # bytes counted per item besides its data
 
 
@@ -94,39 +72,6 @@ RawTap = Callable[[str, bytes, int], None]
 
 class RecordingError(ValueError):
     """The recording folder cannot be used (not empty, not writable)."""
-
-
-def iso(ns: NDArray[np.int64]) -> list[str]:
-    """ns UTC as ISO 8601 with nanoseconds and the offset Z: exact both ways. Each
-    distinct second is formatted once (numpy's per-row formatting is the slow part)."""
-    sec, frac = np.divmod(ns, 1_000_000_000)
-    seconds, which = np.unique(sec, return_inverse=True)
-    heads = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist()
-    return [f"{heads[i]}.{f:09d}Z" for i, f in zip(which.tolist(), frac.tolist(), strict=True)]
-
-
-def _quoted(name: str) -> str:
-    """A name as one CSV field (stream names never need quotes; other names might)."""
-    if _NEEDS_QUOTES.search(name):
-        return '"' + name.replace('"', '""') + '"'
-    return name
-
-
-def iso1(ns: int) -> str:
-    return iso(np.asarray([ns], np.int64))[0]
-
-
-@dataclasses.dataclass(slots=True)
-class RecorderStats:
-    bundles: int = 0
-    readings: int = 0
-    fixes: int = 0
-    events: int = 0
-    rejects: int = 0
-    mqtt: int = 0
-    dropped: int = 0  # bundles and raw messages not recorded: the writer was behind
-    first_ts: int | None = None  # data time span of readings, fixes and events
-    last_ts: int | None = None
 
 
 _Tapped = tuple[int, str, int, Bundle]  # seq, source, emitted ns, bundle
@@ -170,7 +115,7 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._ending: threading.Thread | None = None  # the writer last stopped
-        self._files: dict[str, IO[str]] = {}
+        self._files = RecordingFiles(directory, registry, self.stats)
 
     # -- the taps (event loop) ------------------------------------------------------------
 
@@ -256,9 +201,10 @@ class Recorder:
             self._wake.clear()
             self._flush()
         self._flush()
-        for fh in self._files.values():
-            fh.close()
-        self._files.clear()
+        try:
+            self._files.close()
+        except OSError as err:  # the last buffered lines did not fit
+            self._stop(f"{err.strerror or err} ({type(err).__name__})")
 
     # -- the writer thread ------------------------------------------------------------------
 
@@ -277,12 +223,11 @@ class Recorder:
                 self._stop(f"less than {self.min_free_bytes} bytes free on the disk")
                 return
             for tapped in bundles:
-                self._bundle(*tapped)
+                self._files.bundle(*tapped)
             for source, (topics, payloads, at) in raws.items():
                 if topics:
-                    self._raws_out(source, topics, payloads, at)
-            for fh in self._files.values():
-                fh.flush()
+                    self._files.raws(source, topics, payloads, at)
+            self._files.flush()
             self._write_manifest()
         except OSError as err:  # ENOSPC, EDQUOT, EIO: the disk is full or failing
             self._stop(f"{err.strerror or err} ({type(err).__name__})")
@@ -299,144 +244,14 @@ class Recorder:
             bundles=self.stats.bundles,
             remedy="the gateway goes on without recording; free space and record anew",
         )
-        for fh in self._files.values():
-            # what did not fit is lost: the recording is cut short, as logged
-            with contextlib.suppress(OSError):
-                fh.close()
-        self._files.clear()
+        # what did not fit is lost: the recording is cut short, as logged
+        with contextlib.suppress(OSError):
+            self._files.close()
         with contextlib.suppress(OSError):  # no room even for the manifest: the log says why
             self._write_manifest()
 
-    def _file(self, name: str) -> IO[str]:
-        fh = self._files.get(name)
-        if fh is None:
-            path = self.directory / name
-            fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - held open
-            self._files[name] = fh
-            if name in HEADERS and fh.tell() == 0:
-                csv.writer(fh, lineterminator="\n").writerow(HEADERS[name])
-        return fh
-
-    def _rows(self, name: str, rows: Any) -> None:
-        csv.writer(self._file(name), lineterminator="\n").writerows(rows)
-
-    def _span(self, ts: NDArray[np.int64]) -> None:
-        if not len(ts):
-            return
-        lo, hi = int(ts.min()), int(ts.max())
-        s = self.stats
-        s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
-        s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
-
-    def _bundle(self, seq: int, source: str, emitted: int, bundle: Bundle) -> None:
-        r, f = bundle.readings, bundle.fixes
-        # f-strings over columns, a chunk at a time: about twice as fast as csv.writer,
-        # and the loop gives the GIL back to the event loop between rows
-        for lo in range(0, len(r), _CHUNK):
-            part = r[lo : lo + _CHUNK]
-            names = {int(i): _quoted(self.registry.name_of(int(i))) for i in np.unique(part.stream)}
-            rows = zip(
-                iso(part.ts),
-                part.stream.tolist(),
-                part.value.tolist(),
-                part.quality.tolist(),
-                strict=True,
-            )
-            self._file("readings.csv").write(
-                "".join([f"{t},{names[i]},{v!r},{q}\n" for t, i, v, q in rows])
-            )
-            self._span(part.ts)
-        vehicles = self.registry.vehicles
-        for lo in range(0, len(f), _CHUNK):
-            chunk = f[lo : lo + _CHUNK]
-            ids = {int(i): _quoted(vehicles.name_of(int(i))) for i in np.unique(chunk.vehicle)}
-            cols = zip(
-                iso(chunk.ts),
-                chunk.vehicle.tolist(),
-                chunk.lat.tolist(),
-                chunk.lon.tolist(),
-                chunk.speed.tolist(),
-                chunk.heading.tolist(),
-                chunk.fix.tolist(),
-                strict=True,
-            )
-            self._file("fixes.csv").write(
-                "".join(
-                    [
-                        f"{t},{ids[v]},{la!r},{ln!r},{sp!r},{hd!r},{fx}\n"
-                        for t, v, la, ln, sp, hd, fx in cols
-                    ]
-                )
-            )
-            self._span(chunk.ts)
-        if bundle.events:
-            fh = self._file("events.jsonl")
-            for e in bundle.events:
-                out = jsonable(e.to_dict())
-                out["ts"] = iso1(e.ts)
-                fh.write(json.dumps(out, sort_keys=True) + "\n")
-            self._span(np.asarray([e.ts for e in bundle.events], np.int64))
-        if bundle.rejects:
-            fh = self._file("rejects.jsonl")
-            for j in bundle.rejects:
-                payload = base64.b64encode(j.payload).decode()
-                line = {"ts": iso1(j.ts), "source": j.source, "reason": j.reason}
-                fh.write(json.dumps({**line, "detail": j.detail, "payload_b64": payload}) + "\n")
-        counts = (len(r), len(f), len(bundle.events), len(bundle.rejects))
-        row = (seq, iso1(emitted), source, int(bundle.live), *counts)
-        self._rows("bundles.csv", [row])
-        s = self.stats
-        s.bundles += 1
-        s.readings, s.fixes = s.readings + counts[0], s.fixes + counts[1]
-        s.events, s.rejects = s.events + counts[2], s.rejects + counts[3]
-
-    def _raws_out(
-        self, source: str, topics: list[str], payloads: list[bytes], at: list[int]
-    ) -> None:
-        when = iso(np.asarray(at, np.int64))
-        field = _quoted(source)
-        self._file("mqtt.csv").write(
-            "".join(
-                [
-                    f"{t},{field},{_quoted(topic)},{base64.b64encode(p).decode()}\n"
-                    for t, topic, p in zip(when, topics, payloads, strict=True)
-                ]
-            )
-        )
-        self.stats.mqtt += len(topics)
-
     def _write_manifest(self) -> None:
-        s = self.stats
-        span = None
-        if s.first_ts is not None and s.last_ts is not None:
-            span = {"from": iso1(s.first_ts), "to": iso1(s.last_ts)}
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "gateway_id": self.settings.gateway.id,
-            "recorded": {"from": iso1(self.started_at), "to": iso1(time.time_ns())},
-            "data_span": span,
-            "config": "config.toml" if self._config_file else None,
-            "sources": [
-                {
-                    "name": p.name,
-                    "type": p.type,
-                    "settings": jsonable(dataclasses.asdict(p.settings)),
-                }
-                for p in self.settings.sources
-            ],
-            "streams": [
-                {"name": i.name, "unit": i.unit, "kind": i.kind} for i in list(self.registry)
-            ],
-            "counts": {
-                k: getattr(s, k) for k in ("bundles", "readings", "fixes", "events", "rejects")
-            }
-            | {"mqtt": s.mqtt, "dropped": s.dropped},
-            "stopped": self.stopped or None,
-        }
-        tmp = self.directory / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.directory / "manifest.json")
+        self._files.manifest(self.settings, self.started_at, bool(self._config_file), self.stopped)
 
 
 class RecordedSource:

@@ -39,7 +39,7 @@ from gateway.bundle import Bundle
 from gateway.config import ConfigError
 from gateway.events import Alert, Event, Reject
 from gateway.parts import Stage, Wiring
-from gateway.recording import FORMAT, HEADERS, VERSION
+from gateway.recording_files import FORMAT, HEADERS, VERSION
 from gateway.replay import _progress, alert_json
 from gateway.settings import Settings, load_settings
 from gateway.streams import StreamRegistry
