@@ -26,9 +26,10 @@ from gateway.build import Gateway, build
 from gateway.bundle import Bundle
 from gateway.drivers.mqtt.source import MqttSource
 from gateway.events import Alert
-from gateway.recording_replay import read_recording, replay_recording
+from gateway.recording_replay import replay_recording
 from gateway.settings import load_settings
 from tests.conftest import MQTT_HOST, MQTT_PORT
+from tests.test_recording_bounds import read_recording
 
 START_MS = (int(time.time()) - 3600) * 1000  # an hour ago: every message is in the past
 BUS_FAULTS = (

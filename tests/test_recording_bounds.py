@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -19,11 +20,26 @@ from gateway.config import ConfigError
 from gateway.events import Event, Reject
 from gateway.parts import Emit
 from gateway.recording import RecordedSource, Recorder
-from gateway.recording_replay import RecordingReadError, read_recording, replay_recording
+from gateway.recording_reader import RecordingReader, RecordingReadError
+from gateway.recording_replay import replay_recording
 from gateway.settings import Settings, settings_from
 from gateway.streams import StreamRegistry
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+@dataclasses.dataclass
+class Read:
+    bundles: list[Bundle]
+    registry: StreamRegistry
+    truncated: bool
+
+
+def read_recording(folder: Path) -> Read:
+    """The whole recording in memory (for tests; a replay streams it)."""
+    reader = RecordingReader(folder)
+    bundles = [b for _, b in reader]
+    return Read(bundles, reader.registry, reader.truncated)
 
 
 def bundle(registry: StreamRegistry, i: int, rows: int = 10) -> Bundle:
@@ -44,8 +60,11 @@ def bundle(registry: StreamRegistry, i: int, rows: int = 10) -> Bundle:
     return Bundle(
         readings=ReadingBatch.of(ts, np.full(rows, sid), values, np.full(rows, i % 3)),
         fixes=fixes,
-        events=(Event(int(ts[0]), "bus/MH12-PM-0001", "dtc", "SPN 110", {"faults": [], "n": i}),),
-        rejects=(Reject(int(ts[1]), "mqtt:pmpml/v1/x/pvt", "bad_json", "no", b"\x00{,\n"),),
+        # bundle 1 has neither events nor rejects: empty parts read back as empty
+        events=(Event(int(ts[0]), "bus/MH12-PM-0001", "dtc", "SPN 110", {"faults": [], "n": i}),)
+        * (i != 1),
+        rejects=(Reject(int(ts[1]), "mqtt:pmpml/v1/x/pvt", "bad_json", "no", b"\x00{,\n"),)
+        * (i != 1),
         live=i != 2,
     )
 
