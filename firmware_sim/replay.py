@@ -18,11 +18,11 @@ import base64
 import binascii
 import csv
 import dataclasses
-import io
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -41,35 +41,40 @@ class RawMessage:
     payload: bytes
 
 
-def read_mqtt(directory: Path, *, source: str = "") -> list[RawMessage]:
-    """The raw messages of a recording, in the order received (of one source if named)."""
+def read_mqtt(directory: Path, *, source: str = "") -> Iterator[RawMessage]:
+    """The raw messages of a recording in the order received (of one source if named),
+    streamed; the header is checked at once, a bad line raises when it is reached."""
     path = directory / "mqtt.csv"
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            text = fh.read()
+        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by _messages
     except FileNotFoundError as err:
         raise RecordingFileError(
             f"{path} is missing: the recording has no raw MQTT (was an MQTT source recorded?)"
         ) from err
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # the last line was cut short (a kill, a full disk)
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if not rows or rows[0] != HEADER:
+    # a last line without its newline was cut short (a kill, a full disk): not read
+    rows = csv.reader(line for line in fh if line.endswith("\n"))
+    if next(rows, None) != HEADER:
+        fh.close()
         raise RecordingFileError(f"{path}: line 1: header must be {','.join(HEADER)}")
-    out = []
-    for n, row in enumerate(rows[1:], 2):
-        if len(row) != len(HEADER):
-            raise RecordingFileError(f"{path}: line {n}: {len(row)} fields, not {len(HEADER)}")
-        at, src, topic, b64 = row
-        if source and src != source:
-            continue
-        try:
-            ns = int(np.datetime64(at.removesuffix("Z"), "ns").astype(np.int64))
-            payload = base64.b64decode(b64, validate=True)
-        except (ValueError, binascii.Error) as err:
-            raise RecordingFileError(f"{path}: line {n}: {err}") from err
-        out.append(RawMessage(ns, src, topic, payload))
-    return out
+    return _messages(fh, rows, path, source)
+
+
+def _messages(
+    fh: IO[str], rows: Iterator[list[str]], path: Path, source: str
+) -> Iterator[RawMessage]:
+    with fh:
+        for n, row in enumerate(rows, 2):
+            if len(row) != len(HEADER):
+                raise RecordingFileError(f"{path}: line {n}: {len(row)} fields, not {len(HEADER)}")
+            at, src, topic, b64 = row
+            if source and src != source:
+                continue
+            try:
+                ns = int(np.datetime64(at.removesuffix("Z"), "ns").astype(np.int64))
+                payload = base64.b64decode(b64, validate=True)
+            except (ValueError, binascii.Error) as err:
+                raise RecordingFileError(f"{path}: line {n}: {err}") from err
+            yield RawMessage(ns, src, topic, payload)
 
 
 def retarget(topic: str, prefix: str) -> str:
@@ -128,18 +133,21 @@ def run_replay(args: argparse.Namespace) -> int:
     except ConnectionError as err:
         print(f"gateway sim replay: {err}", file=sys.stderr)
         return 1
+    sent = 0
+
+    def publish(topic: str, payload: bytes) -> None:
+        nonlocal sent
+        sent += publisher.publish([Message(topic, payload, args.qos)])
+
     try:
-        sent = replay(
-            messages,
-            lambda topic, payload: publisher.publish([Message(topic, payload, args.qos)]),
-            speed=args.speed,
-            prefix=args.prefix,
-        )
-        acked = publisher.flush()
+        replay(messages, publish, speed=args.speed, prefix=args.prefix)
+    except RecordingFileError as err:
+        print(f"gateway sim replay: {err}; stopped after {sent} messages", file=sys.stderr)
+        return 2
     finally:
+        acked = publisher.flush()
         publisher.close()
-    span = (messages[-1].received_ns - messages[0].received_ns) / 1e9 if messages else 0.0
-    print(f"replayed {sent} messages spanning {span:.1f} s to {args.host}:{args.port}")
+    print(f"replayed {sent} messages to {args.host}:{args.port}")
     if not acked:
         print("gateway sim replay: the broker did not acknowledge every message", file=sys.stderr)
         return 1

@@ -319,3 +319,22 @@ async def test_gateway_run_record_leaves_a_whole_recording_after_sigterm(tmp_pat
     assert manifest["counts"]["bundles"] == len(recorded.bundles) > 0
     assert manifest["counts"]["readings"] == sum(len(b.readings) for b in recorded.bundles)
     assert (rec / "config.toml").read_text() == config.read_text()
+
+
+def test_sim_replay_reads_mqtt_csv_as_written_and_names_a_bad_line(tmp_path: Path) -> None:
+    head = "received_at,source,topic,payload_b64\n"
+    good = '2026-12-04T18:20:43.000000001Z,buses,"odd,topic/v1/MH12-PM-0001/pvt",eyJ0cyI6MX0=\n'
+    (tmp_path / "mqtt.csv").write_text(head + good + good + "2026-12-04T18:20:4")
+    got = list(sim_replay.read_mqtt(tmp_path))
+    assert [(m.received_ns % 10, m.topic, m.payload) for m in got] == [
+        (1, "odd,topic/v1/MH12-PM-0001/pvt", b'{"ts":1}'),
+    ] * 2, "the line cut short at the end is not read"
+    assert list(sim_replay.read_mqtt(tmp_path, source="other")) == []
+    (tmp_path / "mqtt.csv").write_text(head + good + good.replace("eyJ0", "e!J0"))
+    messages = sim_replay.read_mqtt(tmp_path)
+    assert next(messages).payload == b'{"ts":1}'
+    with pytest.raises(sim_replay.RecordingFileError, match="line 3"):
+        next(messages)
+    (tmp_path / "mqtt.csv").write_text("ts,topic\n")
+    with pytest.raises(sim_replay.RecordingFileError, match="header must be"):
+        sim_replay.read_mqtt(tmp_path)
