@@ -9,6 +9,8 @@
 - writer: readings written by the recorder's thread against pandas `to_csv` of the
   same columns (ts as ISO 8601, full-precision floats) in the same run, rows/s and
   the ratio.
+- reader: the same file read back into bundles by the replay's reader, against
+  pandas `read_csv` with the ts parsed.
 
 Usage:
     python -m bench.recording                     # 40,000 messages, 7 rounds
@@ -30,6 +32,7 @@ from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
 from gateway.recording import Recorder
+from gateway.recording_reader import RecordingReader
 from gateway.settings import Settings
 from gateway.streams import StreamRegistry
 
@@ -71,6 +74,19 @@ def ingest(msgs: list[Message], folder: Path | None) -> tuple[float, float, int]
     return cpu, wall, rows
 
 
+def reader_rates(folder: Path) -> tuple[float, float]:
+    """rows/s of the replay's reader and of pandas read_csv (ts parsed), on readings.csv."""
+    import pandas as pd  # noqa: PLC0415 - the baseline only
+
+    t0 = time.perf_counter()
+    rows = sum(len(b.readings) for _, b in RecordingReader(folder))
+    ours = rows / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    frame = pd.read_csv(folder / "readings.csv")
+    frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601")
+    return ours, len(frame) / (time.perf_counter() - t0)
+
+
 def writer_rates(n: int, folder: Path) -> tuple[float, float]:
     """rows/s of the recorder's writer and of pandas to_csv, for `n` readings."""
     import pandas as pd  # noqa: PLC0415 - the baseline only
@@ -110,6 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     msgs = messages(args.messages)
     base_cpu, base_wall, rec_cpu, rec_wall, ours, theirs = [], [], [], [], [], []
+    read_ours: list[float] = []
+    read_theirs: list[float] = []
     ingest(msgs, None)  # warm up: imports, caches, the first allocations
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):  # interleaved, so a noisy neighbour hits both alike
@@ -123,6 +141,9 @@ def main() -> None:
             a, b = writer_rates(args.rows, Path(tmp) / f"writer-{r}")
             ours.append(a)
             theirs.append(b)
+            a, b = reader_rates(Path(tmp) / f"writer-{r}" / "rec")
+            read_ours.append(a)
+            read_theirs.append(b)
     # the fastest of each: the machine is shared, and noise only ever adds time
     print(f"hot path, {args.messages} messages ({rows} rows), best of {args.rounds}:")
     print(f"  main-thread CPU  {min(base_cpu):.3f} s vs {min(rec_cpu):.3f} s recorded,", end="")
@@ -131,6 +152,9 @@ def main() -> None:
     print(f" baseline/recorded = {min(base_wall) / min(rec_wall):.2f}")
     print(f"writer, {args.rows} readings: recorder {max(ours):,.0f} rows/s,")
     print(f"  pandas to_csv {max(theirs):,.0f} rows/s, ratio {max(ours) / max(theirs):.2f}")
+    print(f"reader (replay), same file: {max(read_ours):,.0f} rows/s,")
+    print(f"  pandas read_csv {max(read_theirs):,.0f} rows/s,", end="")
+    print(f" ratio {max(read_ours) / max(read_theirs):.2f}")
 
 
 if __name__ == "__main__":
