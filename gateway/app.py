@@ -10,6 +10,7 @@ stops the daemon at start, not at 3 a.m.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from gateway.build import Gateway, build
 from gateway.logs import get_logger
@@ -35,8 +36,8 @@ async def serve(gateway: Gateway) -> None:
             await server.wait_closed()
 
 
-def run_gateway(settings: Settings, path: str) -> int:
-    gateway = build(settings, file=path)
+def run_gateway(settings: Settings, path: str, *, record: Path | None = None) -> int:
+    gateway = build(settings, file=path, record=record)
     if not gateway.sources:
         log.warning("gateway.idle", reason="no sources configured ([sources.<name>] tables)")
     asyncio.run(serve(gateway))

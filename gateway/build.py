@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError
@@ -88,17 +89,36 @@ def build(
     file: str = "<settings>",
     check: bool = False,
     extra_stages: Sequence[Stage] = (),
+    record: Path | None = None,
 ) -> Gateway:
     """Make every part of `settings` and wire them; raise ConfigError naming the key.
 
-    `extra_stages` run after the configured ones (the demo's live summary)."""
+    `extra_stages` run after the configured ones (the demo's live summary). `record`:
+    a new folder that gets everything the sources emit (`gateway.recording`)."""
     registry = StreamRegistry()
     wiring = Wiring(registry, settings.gateway.id)
+    recorder = None
+    if record is not None and not check:
+        from gateway.recording import Recorder, RecordingError  # noqa: PLC0415
+
+        try:
+            recorder = Recorder(record, registry, settings, config_file=file)
+        except RecordingError as err:
+            raise ConfigError(file, "--record", str(err)) from err
     sinks: list[Sink] = [
         _made(p, "sinks", SINKS[p.type].factory_class(), wiring, file) for p in settings.sinks
     ]
     sources: list[Source] = [
-        _made(p, "sources", SOURCES[p.type].factory_class(), wiring, file) for p in settings.sources
+        _made(
+            p,
+            "sources",
+            SOURCES[p.type].factory_class(),
+            wiring
+            if recorder is None
+            else dataclasses.replace(wiring, on_raw=recorder.raw_tap(p.name)),
+            file,
+        )
+        for p in settings.sources
     ]
     stages = [*build_stages(settings, wiring, warm=not check, file=file), *extra_stages]
     gateway = Gateway(settings, registry, sources, stages, sinks, None)
@@ -116,7 +136,7 @@ def build(
         return box if box is not None else BundleQueue(pipe.queue_max_bytes)
 
     gateway.runtime = Runtime(
-        sources,
+        sources if recorder is None else recorder.wrap(sources),
         sinks,
         stages,
         settings=RuntimeSettings(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from firmware_sim import replay as sim_replay
 from firmware_sim.buses import cli as buses_cli
 from firmware_sim.water import cli as water_cli
 from firmware_sim.water.cli import parse_leak
@@ -92,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(
         "json" if args.log_json else settings.log.format, args.log_level or settings.log.level
     )
-    return run_gateway(settings, args.config)
+    return run_gateway(settings, args.config, record=Path(args.record) if args.record else None)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -192,9 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
         _run,
         summary="run the gateway daemon from a configuration file",
         examples="  gateway run -c config/gateway.example.toml\n"
-        "  GATEWAY_DB_PASSWORD=... gateway --log-json run -c /etc/gateway/gateway.toml\n",
+        "  GATEWAY_DB_PASSWORD=... gateway --log-json run -c /etc/gateway/gateway.toml\n"
+        "  gateway run -c gateway.toml --record var/rec-0412   all it ingests, for replay\n",
     )
     run.add_argument("-c", "--config", required=True, help="the TOML file")
+    run.add_argument(
+        "--record",
+        metavar="DIR",
+        help="also write everything the sources emit, and raw MQTT, into this new folder "
+        "(docs/recording.md)",
+    )
 
     sim = sub.add_parser(
         "sim",
@@ -208,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
     water_cli.register(sim_sub)
     buses_cli.register(sim_sub)
+    sim_replay.register(sim_sub)
     replay.register(sub)
     alertdesk.register(sub)
     outbox_command.register(sub)

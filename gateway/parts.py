@@ -30,6 +30,10 @@ class Wiring:
 
     registry: StreamRegistry  # the process's stream and vehicle ids
     gateway_id: str  # this gateway's name in the central database
+    # a source that receives raw messages (MQTT) hands each one to this, as received and
+    # before decoding: on_raw(topic, payload, received_ns). It must be cheap and not raise
+    # (`gateway run --record` keeps a reference and writes it later, in a thread)
+    on_raw: Callable[[str, bytes, int], None] | None = None
 
 
 class Source(Protocol):

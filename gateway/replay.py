@@ -251,10 +251,18 @@ examples:
   gateway replay --readings nab.csv --config nab.toml --scores-out scores.csv --fast
   gateway replay --readings dma01.csv --config dma.toml --plot dma01.png --skip-bad
   gateway replay --readings live.csv --config dma.toml --speed 60   # 1 h of data per minute
+  gateway replay --recording var/rec-0412 --alerts-out alerts.jsonl  # all traffic, all stages
 """
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.recording:
+        from gateway.recording_replay import run_cli  # noqa: PLC0415 - loads the whole gateway
+
+        return run_cli(args)
+    if not args.config:
+        print("gateway replay: --readings needs --config FILE.toml", file=sys.stderr)
+        return 2
     try:
         result = replay(
             Path(args.readings),
@@ -296,10 +304,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--readings", required=True, metavar="FILE.csv", help="ts,stream,value[,quality]"
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--readings", metavar="FILE.csv", help="ts,stream,value[,quality]")
+    what.add_argument(
+        "--recording",
+        metavar="DIR",
+        help="a `gateway run --record` folder, through every stage (docs/recording.md)",
     )
-    p.add_argument("--config", required=True, metavar="FILE.toml", help="[[dma]] and [water]")
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="[[dma]] and [water]; with --recording, default the recording's config.toml",
+    )
     p.add_argument("--alerts-out", metavar="FILE.jsonl", help="one JSON object per alert")
     p.add_argument("--scores-out", metavar="FILE.csv", help="ts,stream,value,score per row")
     pace = p.add_mutually_exclusive_group()

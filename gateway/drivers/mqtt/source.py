@@ -190,9 +190,15 @@ class MqttSource:
     """The runtime `Source` for the bus fleet (see the module docstring)."""
 
     def __init__(
-        self, settings: MqttSourceSettings, registry: StreamRegistry, *, name: str = "mqtt"
+        self,
+        settings: MqttSourceSettings,
+        registry: StreamRegistry,
+        *,
+        name: str = "mqtt",
+        on_raw: Callable[[str, bytes, int], None] | None = None,
     ) -> None:
         self.name = name
+        self.on_raw = on_raw  # Wiring.on_raw: each message as received, before decoding
         self.settings = settings
         self.registry = registry
         self.stats = MqttSourceStats(gaps_counted=not settings.broker.share_group)
@@ -224,7 +230,7 @@ class MqttSource:
     @classmethod
     def create(cls, name: str, settings: MqttSourceSettings, wiring: Wiring) -> MqttSource:
         settings.broker.password()  # an unreadable secret stops the start, not the connect
-        return cls(settings, wiring.registry, name=name)
+        return cls(settings, wiring.registry, name=name, on_raw=wiring.on_raw)
 
     @property
     def topics(self) -> list[str]:
@@ -264,6 +270,8 @@ class MqttSource:
         """Decode one message into the accumulators, or record why it was refused."""
         self.stats.messages += 1
         now = time.time_ns()
+        if self.on_raw is not None:
+            self.on_raw(topic, payload, now)
         try:
             route = self._routes.get(topic)
             if route is None:
