@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="PostgreSQL to write to; created if missing (default: %(default)s)",
     )
     demo.add_argument(
+        "--record",
+        metavar="DIR",
+        help="also record everything the sources emit, and raw MQTT (docs/recording.md)",
+    )
+    demo.add_argument(
         "--sqlite",
         default="var/demo.sqlite",
         help="embedded store used when PostgreSQL is unreachable (default: %(default)s)",

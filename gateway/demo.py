@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO, TypeVar
 
 import psycopg
@@ -278,7 +279,10 @@ class Demo:
                     self.out, faults, network=network, wall=wall,
                     dmas={d.name for d in settings.dma},
                 )  # fmt: skip
-                gateway = build(settings, file="gateway demo", extra_stages=[view, printer])
+                record = Path(a.record) if a.record else None
+                gateway = build(
+                    settings, file="gateway demo", extra_stages=[view, printer], record=record
+                )
                 meters = _part(gateway, ModbusSource)
                 # the history first: the network's clock (re)starts after it, since a slow
                 # start would read as a dropout of every meter

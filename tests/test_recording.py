@@ -106,7 +106,7 @@ name = "{m.name}"
 line = "sim"
 tcp_port = {m.tcp_port}
 unit_id = {m.unit_id}
-profile = "{m.profile.name}"
+profile = "{m.profile}"
 interval = 0.2
 """
         for m in sim.devices
