@@ -52,6 +52,7 @@ from gateway.analytics import water_ingest as wi
 from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import AlertTracker
 from gateway.analytics.water_alerts import WaterAlerts
+from gateway.analytics.water_cadence import CadenceReport
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.batch import AggregateBatch, ReadingBatch
 from gateway.bundle import Bundle
@@ -136,8 +137,13 @@ class WaterDetectors:
         self._ingest_p = self.settings.ingest_params()
         self._step_p = self.settings.step_params()
         n_slots, n_dma = len(self._layout.slot_stream), len(self.dmas)
+        configured = np.asarray(
+            [self.dmas[int(d)].interval_of(registry.name_of(int(sid)))
+             for sid, d in zip(self._layout.slot_stream, self._layout.slot_dma, strict=True)],
+            np.float64,
+        )  # fmt: skip
         self._si, self._sf, self._ring, self._ring_min, self._di, self.counters = (
-            wi.new_ingest_state(n_slots, n_dma)
+            wi.new_ingest_state(n_slots, n_dma, configured, self._layout.slot_dma)
         )
         s = self.settings
         self._step = wm.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
@@ -148,6 +154,10 @@ class WaterDetectors:
         self._alerts = WaterAlerts(
             self.dmas, self.settings, self.tracker, self._layout, self._slot_name,
             q_w=self._q_w, p_col=self._p_col,
+        )  # fmt: skip
+        self.cadence = CadenceReport(
+            self.dmas, self.settings, self._slot_name, self._layout.slot_dma,
+            self._layout.slot_role,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ layout
@@ -250,6 +260,7 @@ class WaterDetectors:
             out_dma = np.empty(cap, np.int32)
             out_min = np.empty(cap, np.int64)
             out_gap = np.empty(cap, np.int8)
+            out_lag = np.empty(cap, np.int64)
             out_vals = np.empty((cap, lay.max_local))
             ev = [np.empty(cap, t) for t in (np.int32, np.int32, np.int64, np.int64)]
             evf = [np.empty(cap), np.empty(cap)]
@@ -275,21 +286,44 @@ class WaterDetectors:
                 out_dma,
                 out_min,
                 out_gap,
+                out_lag,
                 out_vals,
                 *ev,
                 *evf,
             )
             alerts += self._alerts.events([*ev, *evf], n_ev)
             alerts += self._minutes(
-                out_dma[:n_out], out_min[:n_out], out_gap[:n_out], out_vals[:n_out]
-            )
+                out_dma[:n_out], out_min[:n_out], out_gap[:n_out], out_lag[:n_out],
+                out_vals[:n_out],
+            )  # fmt: skip
         self._watermark = max(self._watermark, int(self._di[:, wi.DI_WATERMARK].max()))
         if self._first == 0:
             self._first = int(r.ts[0])
         last_ts = self._si[:, wi.SI_LAST_TS]
-        alerts += self._alerts.silent_streams(last_ts, self._first, self._watermark)
+        alerts += self._alerts.silent_streams(
+            last_ts, self.dropout_after(), self._first, self._watermark
+        )
+        self.cadence.report(self._sf[:, wi.SF_IV], self._di[:, wi.DI_LAG])
         alerts += self.tracker.expire(self._watermark)
         return alerts
+
+    def intervals_s(self) -> dict[str, float]:
+        """Each DMA stream's reporting interval in seconds, learned or configured (0 = not yet)."""
+        iv = self._sf[:, wi.SF_IV] / 1e9
+        return {self._slot_name[s]: float(iv[s]) for s in range(len(self._slot_name))}
+
+    def dropout_after(self) -> NDArray[np.int64]:
+        """Per slot, the silence in ns that makes a dropout: at least `dropout_s` and
+        `dropout_intervals` reporting intervals. A stream seen once has no interval yet
+        and is given an hour's; one never seen, its DMA's slowest learned interval."""
+        s = self.settings
+        iv = self._sf[:, wi.SF_IV]
+        slowest = np.zeros(max(len(self.dmas), 1))
+        np.maximum.at(slowest, self._layout.slot_dma, iv)
+        seen = self._si[:, wi.SI_LAST_TS] > 0
+        unknown = np.where(seen, 3600e9, slowest[self._layout.slot_dma])
+        iv = np.where(iv > 0, iv, unknown)
+        return np.maximum(s.dropout_s * 1e9, s.dropout_intervals * iv).astype(np.int64)
 
     def _tz_minutes(self, ts_ns: int) -> int:
         """The local offset at this data time (per batch: exact for fixed-offset zones)."""
@@ -303,6 +337,7 @@ class WaterDetectors:
         dma: NDArray[np.int32],
         minute: NDArray[np.int64],
         gap: NDArray[np.int8],
+        lag: NDArray[np.int64],
         vals: NDArray[np.float64],
     ) -> list[Alert]:
         if not len(dma):
@@ -321,9 +356,9 @@ class WaterDetectors:
         outi = np.empty((len(dma), wm.N_OI), np.int64)
         st = self._step
         wm.step_minutes(
-            dma, minute, gap, q, pres, self._n_pres, c, self._step_p, *st.arrays(), out, outi
+            dma, minute, gap, q, pres, self._n_pres, c, lag, self._step_p, *st.arrays(), out, outi
         )
-        return self._alerts.minute_alerts(dma, minute, vals, out, outi)
+        return self._alerts.minute_alerts(dma, minute + lag, vals, out, outi)
 
 
 def warm_up() -> None:

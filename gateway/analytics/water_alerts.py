@@ -72,6 +72,8 @@ class WaterAlerts:
         out: NDArray[np.float64],
         outi: NDArray[np.int64],
     ) -> list[Alert]:
+        """Alerts of DMA minute rows; `minute` is when each row was known (its minute
+        plus the DMA's lag for slow streams), so alerts carry that data time."""
         floor = min(
             p.clear_score
             for p in (*self.settings.alerts.kinds.values(), self.settings.alerts.default)
@@ -238,7 +240,6 @@ class WaterAlerts:
         kind, slot, t0, t1, v0, v1 = (c[:n] for c in columns)
         alerts: list[Alert] = []
         obs = self.tracker.observe
-        dropout_ns = round(self.settings.dropout_s * 1e9)
         for e in range(len(kind)):
             k, name = int(kind[e]), self._slot_name[int(slot[e])]
             a, b = int(t0[e]), int(t1[e])
@@ -247,7 +248,7 @@ class WaterAlerts:
                 alerts += obs(
                     "sensor_fault",
                     name,
-                    a + dropout_ns,
+                    a + int(v0[e]),  # the silence that made it a dropout
                     1.0,
                     subkey="dropout",
                     held=True,
@@ -335,18 +336,27 @@ class WaterAlerts:
         )
         return out + self.tracker.clear("transient", asset, at)
 
-    def silent_streams(self, last: NDArray[np.int64], first: int, watermark: int) -> list[Alert]:
-        """Streams silent for dropout_s while others advance, including ones never seen."""
-        dropout_ns = round(self.settings.dropout_s * 1e9)
+    def silent_streams(
+        self, last: NDArray[np.int64], dropout_ns: NDArray[np.int64], first: int, watermark: int
+    ) -> list[Alert]:
+        """Streams silent for their dropout time while others advance, including ones
+        never seen; `dropout_ns` per slot (see `WaterDetectors.dropout_after`)."""
         since = np.where(last > 0, last, first)
         alerts: list[Alert] = []
+        for s in np.flatnonzero(last > 0):
+            # back before the kernel judged the silence a dropout (a slow stream's
+            # first gap, before its interval was known): the alert ends here
+            name = self._slot_name[int(s)]
+            open_ = self.tracker.get("sensor_fault", name, "dropout")
+            if open_ is not None and open_.started_at is not None and last[s] > open_.started_at:
+                alerts += self.tracker.clear("sensor_fault", name, int(last[s]), subkey="dropout")
         for s in np.flatnonzero(watermark - since > dropout_ns):
             name = self._slot_name[int(s)]
             if self.tracker.get("sensor_fault", name, "dropout") is None:
                 alerts += self.tracker.observe(
                     "sensor_fault",
                     name,
-                    int(since[s]) + dropout_ns,
+                    int(since[s] + dropout_ns[s]),
                     1.0,
                     subkey="dropout",
                     held=True,

@@ -82,8 +82,10 @@ N_STEP_PARAMS = 31
     F_BPSTEP,
     F_STEPV,
     F_STEPN,
-) = range(22)
-N_F = 22
+    F_MBW_SUM,  # the mass-balance window: bins averaged to the slowest stream's interval
+    F_MBW_N,
+) = range(24)
+N_F = 24
 # per-DMA int state
 (
     I_LAST_M,
@@ -275,6 +277,8 @@ def _reset_short(d, f, i, rr, pr, bdp, sdp):  # type: ignore[no-untyped-def]
     f[d, F_SMB] = 0.0
     f[d, F_MB_SUM] = 0.0
     f[d, F_MB_N] = 0.0
+    f[d, F_MBW_SUM] = 0.0
+    f[d, F_MBW_N] = 0.0
     i[d, I_BIN] = -1
     i[d, I_NIGHT_DAY] = -1
     i[d, I_BURST_ON] = 0
@@ -318,6 +322,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
     pres,
     n_pres,
     cons,
+    lag,
     p,
     f,
     i,
@@ -403,6 +408,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 pdy,
                 pdyn,
                 n_pres[d],
+                lag[k],
                 nwb,
                 ndb,
                 hist,
@@ -648,6 +654,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
     pdy,
     pdyn,
     npres,
+    lag,
     nwb,
     ndb,
     hist,
@@ -735,10 +742,18 @@ def _close_bin(  # type: ignore[no-untyped-def]
     if npres > 1:
         out[k, O_DP] = best / (1.0 + best)
     # ---- mass balance: inflow - outflow - consumption against its own recent level
+    # judged over windows as long as the slowest stream's interval (an hourly AMR
+    # group against a minute inlet), so the day's ramps within an hour do not alias
     if f[d, F_BCN] >= 0.5 * bin_min:
-        imb = f[d, F_BCSUM] / f[d, F_BCN]
+        f[d, F_MBW_SUM] += f[d, F_BCSUM] / f[d, F_BCN]
+        f[d, F_MBW_N] += 1.0
+    width = max(1, (lag + bin_min - 1) // bin_min)
+    if prev % width == width - 1 and f[d, F_MBW_N] >= 0.5 * width:
+        imb = f[d, F_MBW_SUM] / f[d, F_MBW_N]
+        f[d, F_MBW_SUM] = 0.0
+        f[d, F_MBW_N] = 0.0
         cnt = mbn[d]
-        if cnt >= 8:
+        if cnt >= 1440 // (bin_min * width):  # a day of windows
             bmed, bmad = _med_mad(mb[d], min(cnt, MB_RING))
             bs = max(1.4826 * bmad, p[Q_FLOOR_LPS], 0.02 * abs(f[d, F_QMEAN]))
             z = (imb - bmed) / bs
