@@ -143,7 +143,9 @@ class WaterDetectors:
             np.float64,
         )  # fmt: skip
         self._si, self._sf, self._ring, self._ring_min, self._di, self.counters = (
-            wi.new_ingest_state(n_slots, n_dma, configured, self._layout.slot_dma)
+            wi.new_ingest_state(
+                n_slots, n_dma, configured, self._layout.slot_dma, self._layout.slot_role
+            )
         )
         s = self.settings
         self._step = wm.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
@@ -358,7 +360,7 @@ class WaterDetectors:
         wm.step_minutes(
             dma, minute, gap, q, pres, self._n_pres, c, lag, self._step_p, *st.arrays(), out, outi
         )
-        return self._alerts.minute_alerts(dma, minute + lag, vals, out, outi)
+        return self._alerts.minute_alerts(dma, minute + lag % wi.LAG_STRIDE, vals, out, outi)
 
 
 def warm_up() -> None:

@@ -72,9 +72,10 @@ SF_TR_N, SF_IV, SF_IV_CFG, SF_GAP0 = 9, 10, 11, 12  # interval (learned, configu
 N_SF = SF_GAP0 + N_GAP
 RING = 128  # closed minutes kept per slot, > grace_minutes + lag
 MAX_LAG = 100  # minutes a DMA waits at most for its slowest slot
+LAG_STRIDE = 1024  # a row's lag column: DMA lag + LAG_STRIDE x the lag of its flows alone
 # per-DMA int state
-DI_WATERMARK, DI_DONE_MIN, DI_LAG = 0, 1, 2
-N_DI = 3
+DI_WATERMARK, DI_DONE_MIN, DI_LAG, DI_FLOW_LAG = 0, 1, 2, 3  # FLOW_LAG: inflow/outflow only
+N_DI = 4
 # counters
 C_BAD, C_DISORDER, C_LATE, C_CLOCK_JUMP, C_GAP = 0, 1, 2, 3, 4
 N_COUNTERS = 5
@@ -85,9 +86,10 @@ def new_ingest_state(
     n_dma: int,
     interval_s: np.ndarray | None = None,
     slot_dma: np.ndarray | None = None,
+    slot_role: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """State of `n_slots` slots in `n_dma` DMAs; `interval_s` per slot (in DMA
-    `slot_dma`) fixes its reporting interval, 0 = learn it."""
+    `slot_dma`, of role `slot_role`) fixes its reporting interval, 0 = learn it."""
     si = np.zeros((n_slots, N_SI), np.int64)
     si[:, SI_CUR_MIN] = -1
     sf = np.zeros((n_slots, N_SF), np.float64)
@@ -101,8 +103,11 @@ def new_ingest_state(
     ring_min = np.full((n_slots, RING), -1, np.int64)
     di = np.zeros((n_dma, N_DI), np.int64)
     di[:, DI_DONE_MIN] = -1
-    if slot_dma is not None:
-        np.maximum.at(di[:, DI_LAG], np.asarray(slot_dma, np.int64), si[:, SI_LAG])
+    if slot_dma is not None and slot_role is not None:
+        dmas = np.asarray(slot_dma, np.int64)
+        np.maximum.at(di[:, DI_LAG], dmas, si[:, SI_LAG])
+        flows = np.isin(slot_role, (INFLOW, OUTFLOW))
+        np.maximum.at(di[:, DI_FLOW_LAG], dmas[flows], si[flows, SI_LAG])
     counters = np.zeros(N_COUNTERS, np.int64)
     return si, sf, ring, ring_min, di, counters
 
@@ -116,8 +121,8 @@ def _lag_of(iv):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _learn_interval(s, gap, si, sf, di, d, dma_ptr, dma_slots):  # type: ignore[no-untyped-def]
-    """Push one inter-arrival time; re-estimate the slot's interval and the DMA's lag."""
+def _learn_interval(s, gap, si, sf, di, d, dma_ptr, dma_slots, slot_role):  # type: ignore[no-untyped-def]
+    """Push one inter-arrival time; re-estimate the slot's interval and the DMA's lags."""
     k = si[s, SI_NGAP]
     sf[s, SF_GAP0 + k % N_GAP] = gap
     si[s, SI_NGAP] = k + 1
@@ -129,9 +134,14 @@ def _learn_interval(s, gap, si, sf, di, d, dma_ptr, dma_slots):  # type: ignore[
     if lag != si[s, SI_LAG]:
         si[s, SI_LAG] = lag
         worst = 0
+        flows = 0
         for j in range(dma_ptr[d], dma_ptr[d + 1]):
-            worst = max(worst, si[dma_slots[j], SI_LAG])
+            ss = dma_slots[j]
+            worst = max(worst, si[ss, SI_LAG])
+            if slot_role[ss] == INFLOW or slot_role[ss] == OUTFLOW:
+                flows = max(flows, si[ss, SI_LAG])
         di[d, DI_LAG] = worst
+        di[d, DI_FLOW_LAG] = flows
 
 
 @njit(cache=True, nogil=True)
@@ -216,7 +226,7 @@ def _emit_minutes(  # type: ignore[no-untyped-def]
         out_dma[n_out] = d
         out_min[n_out] = m
         out_gap[n_out] = 0
-        out_lag[n_out] = di[d, DI_LAG]
+        out_lag[n_out] = di[d, DI_LAG] + LAG_STRIDE * di[d, DI_FLOW_LAG]
         out_vals[n_out, :] = np.nan
         for j in range(dma_ptr[d], dma_ptr[d + 1]):
             s = dma_slots[j]
@@ -264,7 +274,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
     ev_v1,
 ):
     """Rows from `start` into DMA minute rows and sample events (a gap event's
-    v0 is the silence that made it a dropout, in ns).
+    v0 is the silence that made it a dropout, in ns; a row's lag, see LAG_STRIDE).
 
     Returns (next_row, n_minute_rows, n_events); next_row < len(ts) when an
     output buffer filled up.
@@ -328,7 +338,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
                 counters[C_LATE] += 1
                 continue
             if last > 0:
-                _learn_interval(s, t - last, si, sf, di, d, dma_ptr, dma_slots)
+                _learn_interval(s, t - last, si, sf, di, d, dma_ptr, dma_slots, slot_role)
             # judged after the gap joins the estimate: a stream's first gaps are its cadence
             limit = max(params[P_DROPOUT_NS], params[P_DROPOUT_K] * sf[s, SF_IV])
             dropout = last > 0 and t - last > limit

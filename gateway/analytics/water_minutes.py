@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.analytics.water_ingest import NS_PER_MIN, njit
+from gateway.analytics.water_ingest import LAG_STRIDE, NS_PER_MIN, njit
 
 MAXP = 8  # pressure points per DMA
 W = 64  # minutes of residual and pressure kept for the burst windows
@@ -241,6 +241,20 @@ def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def _profile_at(d, at, p, wk, wkn, dy, dyn, bin_min, nwb, ndb):  # type: ignore[no-untyped-def]
+    """The flow profile at local minute `at` (a float), between bin centres."""
+    bin_abs = np.int64(np.floor(at / bin_min))
+    frac = (at - bin_abs * bin_min) / bin_min
+    nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
+    med, _ = _profile(d, bin_abs % nwb, _day_bin(bin_abs, ndb, p), p, wk, wkn, dy, dyn)
+    med2, _ = _profile(d, nb % nwb, _day_bin(nb, ndb, p), p, wk, wkn, dy, dyn)
+    w = abs(frac - 0.5)
+    if np.isfinite(med2):
+        med = (1.0 - w) * med + w * med2
+    return med
+
+
+@njit(cache=True, nogil=True)
 def _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb):  # type: ignore[no-untyped-def]
     """Point j's learned pressure at this minute (between bin centres), NaN until the
     bin has min_history days."""
@@ -381,8 +395,6 @@ def step_minutes(  # type: ignore[no-untyped-def]
         i[d, I_LAST_M] = m
         local = m + tz
         bin_abs = local // bin_min
-        tow = bin_abs % nwb
-        tod = _day_bin(bin_abs, ndb, p)
         x = q[k]
         # ---- close the previous bin: profile residual CUSUM, gradient, mass balance
         if i[d, I_BIN] >= 0 and bin_abs != i[d, I_BIN]:
@@ -438,23 +450,29 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 bdp[d, j, 1] += 1.0
         out[k, O_QMEAN] = f[d, F_QMEAN]
         # ---- minute residual against the profile, for the burst windows
-        # the profile between bin centres, so ramps do not leave steps at bin edges
+        # the profile between bin centres, so ramps do not leave steps at bin edges; a
+        # slow inflow meter's reading is one value over its interval, and so is the
+        # profile it is held against: its mean over that interval
+        lag_all = lag[k] % LAG_STRIDE
+        res_q = min(max(lag[k] // LAG_STRIDE, 1), W - 1)
         frac = ((local % bin_min) + 0.5) / bin_min
-        nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
-        med, _ = _profile(d, tow, tod, p, wk, wkn, dy, dyn)
-        med2, _ = _profile(d, nb % nwb, _day_bin(nb, ndb, p), p, wk, wkn, dy, dyn)
-        w = abs(frac - 0.5)
-        if np.isfinite(med2):
-            med = (1.0 - w) * med + w * med2
+        b0 = ((local - 1) // res_q) * res_q + 1 if res_q > 1 else local
+        parts = max(1, res_q // bin_min)
+        med = 0.0
+        for j in range(parts):
+            at = b0 + (j + 0.5) * res_q / parts
+            med += _profile_at(d, at, p, wk, wkn, dy, dyn, bin_min, nwb, ndb) / parts
         # no profile yet: no flow residual, so no flow burst (pressure drops still count)
         r = x - f[d, F_SCALE] * med if np.isfinite(med) else np.nan
-        prev_r = rr[d, (m - 1) % W]
+        # noise from differences one reading apart: a minute, or a slow stream's interval
+        res = min(max(lag_all, 1), W - 1)
+        prev_r = rr[d, (m - res_q) % W]
         rr[d, m % W] = r
         if np.isfinite(r) and np.isfinite(prev_r):
             f[d, F_DIFF] += 0.02 * (min(abs(r - prev_r), 10 * f[d, F_DIFF] + 1e-9) - f[d, F_DIFF])
         for j in range(n_pres[d]):
             pv = pres[k, j]
-            prev = pr[d, j, (m - 1) % W]
+            prev = pr[d, j, (m - res) % W]
             pr[d, j, m % W] = pv
             pp[d, j, m % W] = _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb)
             if np.isfinite(pv):
@@ -468,7 +486,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
         level = np.nan
         if np.isfinite(med):
             level = max(f[d, F_SCALE] * med, 0.25 * f[d, F_QMEAN], p[Q_BURST_LPS])
-        _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, n_pres[d], level, out, outi, k)
+        _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, n_pres[d], level, res_q, res, out, outi, k)
         # ---- minimum night flow, judged when the night window ends
         mod = local % 1440
         day = local // 1440
@@ -489,16 +507,20 @@ def step_minutes(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):  # type: ignore[no-untyped-def]
+def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, res_q, res, out, outi, k):  # type: ignore[no-untyped-def]
     """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes.
-    `level` is the flow expected now (NaN before the profile is learned)."""
+    `level` is the flow expected now (NaN before the profile is learned); `res_q` and
+    `res` the minutes between flow and between any readings: a window of 30 minutes of
+    15-minute data holds 2 of them."""
+    white = np.sqrt(1.0 / max(BURST_AFTER / res_q, 1.0) + 1.0 / max(BURST_BEFORE / res_q, 1.0))
+    pwhite = np.sqrt(1.0 / max(BURST_AFTER / res, 1.0) + 1.0 / max(BURST_BEFORE / res, 1.0))
     after, na = _window_mean(rr[d], m, 0, BURST_AFTER - 1)
     before, nb = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
     lead, nl = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + 4)
     # noise of the step from minute differences, as if it were white; and the step
     # statistic's own spread, relative to the flow: demand noise is correlated over
     # minutes and grows with demand, so the first alone understates the morning peak
-    sigma = 0.886 * f[d, F_DIFF] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+    sigma = 0.886 * f[d, F_DIFF] * white
     if f[d, F_STEPN] >= 60:
         sigma = max(sigma, np.sqrt(f[d, F_STEPV]) * level)
     rel = (after - before) / level
@@ -573,7 +595,7 @@ def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):
             continue
         drop = pb - pa
         ps = pstep[d, j]
-        psig = 0.886 * pdiff[d, j] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+        psig = 0.886 * pdiff[d, j] * pwhite
         if ps[1] >= 60:
             psig = max(psig, np.sqrt(ps[0]) * g)
         if i[d, I_BURST_ON] == 0:
@@ -747,6 +769,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
     if f[d, F_BCN] >= 0.5 * bin_min:
         f[d, F_MBW_SUM] += f[d, F_BCSUM] / f[d, F_BCN]
         f[d, F_MBW_N] += 1.0
+    lag = lag % LAG_STRIDE
     width = max(1, (lag + bin_min - 1) // bin_min)
     if prev % width == width - 1 and f[d, F_MBW_N] >= 0.5 * width:
         imb = f[d, F_MBW_SUM] / f[d, F_MBW_N]
