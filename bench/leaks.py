@@ -163,6 +163,9 @@ def run(
     else:
         truths = generate(out, per_class, no_leak, days, seed, intervals=intervals)
     t_gen = time.monotonic() - t0
+    missing = [m for m in intervals if m > 1 and not (out / f"i{m}").is_dir()]
+    if missing:
+        raise SystemExit(f"bench.leaks: {out} has no i{missing[0]}/: run once without --reuse")
     result: dict[str, Any] = {
         "scenarios": len(truths), "days": days, "seed": seed, "generate_s": t_gen,
         "intervals": {},

@@ -25,6 +25,8 @@ from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.events import Alert
 
 NS_PER_MIN = wi.NS_PER_MIN
+CUSUM_LEVEL_LEAD = 0.25  # how far the profile CUSUM may lead the inflow-level score
+ADDITIVE_SHARE = 0.7  # share of the CUSUM's excess that must be constant for it to open alone
 
 
 class SlotLayout(Protocol):
@@ -142,13 +144,23 @@ class WaterAlerts:
                 message=f"a constant extra inflow to {name}, day and night",
             )
         open_leak = self.tracker.get("leak", name)
-        if o[wm.O_CUSUM] > 0 and open_leak is not None:
-            # the profile CUSUM reacts to hot days too: evidence for an open leak, not an alarm
+        if o[wm.O_CUSUM] > 0:
+            # the profile CUSUM reacts to hot days too: it opens a leak only when the day's
+            # inflow level leans the same way, else it is evidence for an open one
+            # or when most of its excess is a constant L/s, at night as by day
+            cap = (
+                open_leak.score
+                if open_leak is not None
+                else self._level_score[d] + CUSUM_LEVEL_LEAD
+            )
+            additive = float(o[wm.O_CUSUM_ADD])
+            if open_leak is None and additive >= ADDITIVE_SHARE * float(o[wm.O_CUSUM_MAG]) > 0:
+                cap = 1.0
             alerts += obs(
                 "leak",
                 name,
                 at,
-                min(float(o[wm.O_CUSUM]), open_leak.score),
+                min(float(o[wm.O_CUSUM]), cap),
                 magnitude=float(o[wm.O_CUSUM_MAG]),
                 started_at=int(oi[wm.OI_CUSUM_START]),
                 evidence={

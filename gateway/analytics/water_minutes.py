@@ -56,7 +56,8 @@ Q_NIGHT_FLOOR = 27
 Q_Z_CLIP = 28
 Q_IC_FLOOR = 29
 Q_IC_Z = 30
-N_STEP_PARAMS = 31
+Q_IC_K, Q_IC_H = 31, 32
+N_STEP_PARAMS = 33
 
 # per-DMA float state
 (
@@ -84,8 +85,16 @@ N_STEP_PARAMS = 31
     F_STEPN,
     F_MBW_SUM,  # the mass-balance window: bins averaged to the slowest stream's interval
     F_MBW_N,
-) = range(24)
-N_F = 24
+    F_ICS,  # CUSUM of the leak level's z, bin by bin
+    F_XN,  # sums over the inflow CUSUM's excursion: bins, residual, expected flow, ...
+    F_XE,
+    F_XM,
+    F_XMM,
+    F_XME,
+    F_XLO,  # lowest and highest expected flow in it
+    F_XHI,
+) = range(32)
+N_F = 32
 # per-DMA int state
 (
     I_LAST_M,
@@ -123,8 +132,9 @@ N_I = 14
     O_RESID,
     O_IC,
     O_IC_MAG,
-) = range(17)
-N_O = 17
+    O_CUSUM_ADD,
+) = range(18)
+N_O = 18
 (OI_BURST_START, OI_CUSUM_START, OI_MNF_START, OI_DP_POINT, OI_MB_START, OI_BURST_POINT,
  OI_IC_START) = range(7)  # fmt: skip
 N_OI = 7
@@ -293,6 +303,7 @@ def _reset_short(d, f, i, rr, pr, bdp, sdp):  # type: ignore[no-untyped-def]
     f[d, F_MB_N] = 0.0
     f[d, F_MBW_SUM] = 0.0
     f[d, F_MBW_N] = 0.0
+    f[d, F_ICS] = 0.0
     i[d, I_BIN] = -1
     i[d, I_NIGHT_DAY] = -1
     i[d, I_BURST_ON] = 0
@@ -715,6 +726,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
             F_S, F_RES_SUM, F_RES_N, I_S_START, I_ALARM_SINCE,
         )  # fmt: skip
         outi[k, OI_CUSUM_START] = i[d, I_S_START]
+        out[k, O_CUSUM_ADD] = _additive(d, f, x - expected, expected)
     _intercept(d, prev % ndb, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k)
     relearn = alarm and bin_end - i[d, I_ALARM_SINCE] > p[Q_RELEARN_MIN] * NS_PER_MIN
     if (not alarm or relearn) and i[d, I_BURST_ON] == 0:
@@ -793,6 +805,30 @@ def _close_bin(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def _additive(d, f, resid, expected):  # type: ignore[no-untyped-def]
+    """Of the inflow CUSUM's excursion, the part of the excess that is a constant L/s
+    (a leak) rather than a share of the expected flow (a hot day): the fit
+    resid = L + b x expected over its bins. NaN until the excursion has seen flows
+    that differ by half (night and day), when the two cannot be told apart."""
+    if f[d, F_S] == 0.0:
+        for c in (F_XN, F_XE, F_XM, F_XMM, F_XME, F_XLO, F_XHI):
+            f[d, c] = 0.0
+        return np.nan
+    f[d, F_XLO] = expected if f[d, F_XN] == 0.0 else min(f[d, F_XLO], expected)
+    f[d, F_XN] += 1.0
+    f[d, F_XE] += resid
+    f[d, F_XM] += expected
+    f[d, F_XMM] += expected * expected
+    f[d, F_XME] += expected * resid
+    f[d, F_XHI] = max(f[d, F_XHI], expected)
+    n = f[d, F_XN]
+    den = n * f[d, F_XMM] - f[d, F_XM] ** 2
+    if f[d, F_XHI] < 1.5 * f[d, F_XLO] or den <= 1e-12 * n * f[d, F_XMM]:
+        return np.nan
+    return (f[d, F_XE] * f[d, F_XMM] - f[d, F_XM] * f[d, F_XME]) / den
+
+
+@njit(cache=True, nogil=True)
 def _intercept(d, slot, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k):  # type: ignore[no-untyped-def]
     """Fit flow = a_day * profile + L over the last day of bins, one scale a per local
     day. Weather and demand shifts scale the profile; a leak adds a constant L, at night
@@ -846,7 +882,11 @@ def _intercept(d, slot, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k): 
         lmed, lmad = _med_mad(ich[d], min(cnt, size))
         ls = max(1.4826 * lmad, p[Q_IC_FLOOR] * abs(f[d, F_QMEAN]), p[Q_FLOOR_LPS])
         z = (level - lmed) / ls
-        stat = max(z, 0.0) / p[Q_IC_Z]
+        # evidence summed bin by bin as well: a level that creeps up (a growing leak)
+        # opens once its excess has lasted, before it is large
+        ics = f[d, F_ICS] + min(z, p[Q_Z_CLIP]) - p[Q_IC_K]
+        f[d, F_ICS] = min(max(0.0, ics), 3.0 * p[Q_IC_H])
+        stat = max(max(z, 0.0) / p[Q_IC_Z], f[d, F_ICS] / p[Q_IC_H])
         out[k, O_IC] = stat / (1.0 + stat)
         out[k, O_IC_MAG] = level - lmed
         if z < 1.0:

@@ -193,3 +193,38 @@ def test_interval_settings_are_checked() -> None:
         DmaSettings("dma-01", inflow=(FLOW,), interval_s=-1)
     with pytest.raises(ValueError, match="dropout_intervals"):
         WaterSettings(dropout_intervals=0)
+
+
+def first_leak(alerts: list[Alert], start: float) -> Alert:
+    found = [
+        a for a in opened(alerts, "leak") + opened(alerts, "burst") if a.opened_at >= start * NS
+    ]
+    assert found, "the leak was not found"
+    assert [a for a in opened(alerts, "leak") if a.opened_at < start * NS] == []
+    return min(found, key=lambda a: a.opened_at)
+
+
+def test_growing_leak_on_15_minute_data_is_found_before_a_days_fit() -> None:
+    """A leak growing over 24 h to 30 % of the inflow: the leak level's CUSUM opens
+    it about half a day after the first trickle, not when a day's fit sees it."""
+    reg = StreamRegistry()
+    ts = T0 + np.arange(0, DAYS * 86_400, 60)
+    extra = np.clip((ts - START) / (24 * 3600), 0, 1) * 3.0
+    ts, s = dma_series(DAYS, seed=11, extra=extra)
+    alerts, _ = run(merged(reg, resampled(ts, s, dict.fromkeys(s, 900))), reg)
+    leak = first_leak(alerts, START)
+    assert leak.kind == "leak" and leak.opened_at - START * NS < 12.5 * 3600 * NS
+    assert 2.0 < leak.magnitude < 4.0
+
+
+def test_abrupt_leak_on_15_minute_data_opens_on_the_additive_cusum() -> None:
+    """15 % of the inflow from 18:20, too small for a burst at 15-minute resolution:
+    by night the profile CUSUM's excess is a constant L/s, so it opens alone."""
+    reg = StreamRegistry()
+    start = T0 + (14 + 18.33 / 24) * 86_400
+    ts = T0 + np.arange(0, DAYS * 86_400, 60)
+    ts, s = dma_series(DAYS, seed=12, extra=np.where(ts >= start, 1.5, 0.0))
+    alerts, _ = run(merged(reg, resampled(ts, s, dict.fromkeys(s, 900))), reg)
+    leak = first_leak(alerts, start)
+    assert leak.evidence["detectors"][0] == "inflow_cusum"
+    assert leak.opened_at - start * NS < 7.5 * 3600 * NS
