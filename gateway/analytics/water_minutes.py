@@ -56,8 +56,7 @@ Q_NIGHT_FLOOR = 27
 Q_Z_CLIP = 28
 Q_IC_FLOOR = 29
 Q_IC_Z = 30
-Q_IC_K, Q_IC_H = 31, 32
-N_STEP_PARAMS = 33
+N_STEP_PARAMS = 31
 
 # per-DMA float state
 (
@@ -85,7 +84,6 @@ N_STEP_PARAMS = 33
     F_STEPN,
     F_MBW_SUM,  # the mass-balance window: bins averaged to the slowest stream's interval
     F_MBW_N,
-    F_ICS,  # CUSUM of the leak level's z, bin by bin
     F_XN,  # sums over the inflow CUSUM's excursion: bins, residual, expected flow, ...
     F_XE,
     F_XM,
@@ -93,8 +91,8 @@ N_STEP_PARAMS = 33
     F_XME,
     F_XLO,  # lowest and highest expected flow in it
     F_XHI,
-) = range(32)
-N_F = 32
+) = range(31)
+N_F = 31
 # per-DMA int state
 (
     I_LAST_M,
@@ -303,7 +301,6 @@ def _reset_short(d, f, i, rr, pr, bdp, sdp):  # type: ignore[no-untyped-def]
     f[d, F_MB_N] = 0.0
     f[d, F_MBW_SUM] = 0.0
     f[d, F_MBW_N] = 0.0
-    f[d, F_ICS] = 0.0
     i[d, I_BIN] = -1
     i[d, I_NIGHT_DAY] = -1
     i[d, I_BURST_ON] = 0
@@ -882,11 +879,7 @@ def _intercept(d, slot, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k): 
         lmed, lmad = _med_mad(ich[d], min(cnt, size))
         ls = max(1.4826 * lmad, p[Q_IC_FLOOR] * abs(f[d, F_QMEAN]), p[Q_FLOOR_LPS])
         z = (level - lmed) / ls
-        # evidence summed bin by bin as well: a level that creeps up (a growing leak)
-        # opens once its excess has lasted, before it is large
-        ics = f[d, F_ICS] + min(z, p[Q_Z_CLIP]) - p[Q_IC_K]
-        f[d, F_ICS] = min(max(0.0, ics), 3.0 * p[Q_IC_H])
-        stat = max(max(z, 0.0) / p[Q_IC_Z], f[d, F_ICS] / p[Q_IC_H])
+        stat = max(z, 0.0) / p[Q_IC_Z]
         out[k, O_IC] = stat / (1.0 + stat)
         out[k, O_IC_MAG] = level - lmed
         if z < 1.0:

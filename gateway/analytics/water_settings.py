@@ -126,12 +126,6 @@ class WaterSettings:
     intercept_z: float = _field(
         default=2.5, metadata=_help("leak level above its history, in noise units, scoring 0.5")
     )
-    intercept_cusum_k: float = _field(
-        default=1.0, metadata=_help("leak-level z a bin must exceed to add to its CUSUM")
-    )
-    intercept_cusum_h: float = _field(
-        default=12.0, metadata=_help("CUSUM of the leak level's z that scores 0.5")
-    )
     relearn_days: float = _field(
         default=3.0, metadata=_help("days of alarm after which the new level is learned")
     )
@@ -243,7 +237,6 @@ class WaterSettings:
             "night_z",
             "burst_k",
             "burst_min_lps",
-            "intercept_cusum_h",
             "transient_k",
             "dropout_s",
             "dropout_intervals",
@@ -285,8 +278,6 @@ class WaterSettings:
         p[wm.Q_Z_CLIP] = self.cusum_clip
         p[wm.Q_IC_FLOOR] = self.intercept_floor_fraction
         p[wm.Q_IC_Z] = self.intercept_z
-        p[wm.Q_IC_K] = self.intercept_cusum_k
-        p[wm.Q_IC_H] = self.intercept_cusum_h
         p[wm.Q_RELEARN_MIN] = self.relearn_days * 1440
         p[wm.Q_NIGHT_START] = start
         p[wm.Q_NIGHT_END] = end
