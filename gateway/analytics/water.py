@@ -15,10 +15,12 @@ What each detector watches (thresholds in `WaterSettings`):
 - leak / night_flow: the mean inflow 02:00-04:00 local against past nights of
   the same day type; it opens a leak only when the inflow level agrees.
 - leak / mass_balance: inflow - outflow - consumption against its own level.
-- leak evidence / inflow_cusum: each bin against the learned time-of-week
-  profile (time of day per day type until weeks are learned), times a tracked
-  demand scale, into a one-sided CUSUM. It reacts to hot days as well, so it
-  adds evidence and an earlier start to an open leak rather than opening one.
+- leak / inflow_cusum: each bin against the learned time-of-week profile
+  (time of day per day type until weeks are learned), times a tracked demand
+  scale, into a one-sided CUSUM. It reacts to hot days as well, so it opens a
+  leak only when most of its excess is a constant L/s across night and day
+  bins (a hot day scales with demand) or the inflow level leans the same way;
+  else it adds evidence and an earlier start to an open leak.
 - sensor_fault / drift (or leak evidence): the inlet-to-point pressure loss
   against its fitted curve c + k x flow^1.85, two-sided CUSUM.
 - burst: an abrupt, held step up in the inflow residual or down in a pressure
@@ -32,9 +34,12 @@ What each detector watches (thresholds in `WaterSettings`):
 - sensor_fault: stuck, spike, dropout, reverse_flow, drift. Leak and burst
   scores are ignored while an inflow meter is stuck or silent.
 
-Alerts carry data time only. The same readings give the same alerts whatever
-the batch size (the kernels work row by row in order; see the gap rule in
-`gateway.analytics.water_ingest`).
+Streams may report at any interval from 1 s to about an hour, each its own,
+learned or configured (`[[dma]] interval_s`, `intervals`): see the cadence rule
+in `gateway.analytics.water_ingest`; `water_cadence` logs once per DMA which
+detectors then run coarser. Alerts carry data time only. The same readings give
+the same alerts whatever the batch size (the kernels work row by row in order;
+see the gap rule in `gateway.analytics.water_ingest`).
 """
 
 from __future__ import annotations
