@@ -21,7 +21,11 @@ per-minute noise. On top, per scenario:
 Leaks are modelled as extra demand (pressure-independent) so that their size in
 L/s is exact. Sensors add noise (flow 1 %, pressure 0.05 m) and 0.001 L/s /
 0.01 m resolution. Output per scenario: `<name>.csv` (`ts,stream,value`, epoch
-seconds), `<name>.toml` (the `[[dma]]`) and an entry in `truth.json`.
+seconds), `<name>.toml` (the `[[dma]]`) and an entry in `truth.json`. With
+`intervals` (minutes), the same readings are also written to `i<N>/<name>.csv`
+the way a logger stores them every N minutes: flows as the mean of the N
+minutes, pressures as the sample of the last minute, stamped at the end of the
+interval (the minute of that sample).
 """
 
 from __future__ import annotations
@@ -172,10 +176,20 @@ def simulate(sc: Scenario) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return series, truth
 
 
-def write(sc: Scenario, out: Path) -> dict[str, Any]:
-    """Simulate and write `<name>.csv`, `<name>.toml`; return the truth."""
-    series, truth = simulate(sc)
-    ts = series.pop("__ts__")
+def logged(
+    ts: np.ndarray, series: dict[str, np.ndarray], minutes: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """1-minute readings as a logger stores them every `minutes`: flows as interval
+    means, pressures as samples, stamped at the interval's last minute."""
+    n = len(ts) // minutes
+    out = {}
+    for name, v in series.items():
+        blocks = v[: n * minutes].reshape(n, minutes)
+        out[name] = np.round(blocks.mean(axis=1), 3) if name.endswith("flow_lps") else blocks[:, -1]
+    return ts[minutes - 1 : n * minutes : minutes], out
+
+
+def _write_csv(path: Path, ts: np.ndarray, series: dict[str, np.ndarray]) -> None:
     names = list(series)
     n = len(ts)
     col_ts = np.repeat(ts, len(names)).astype(str)
@@ -184,7 +198,20 @@ def write(sc: Scenario, out: Path) -> dict[str, Any]:
     body = np.char.add(
         np.char.add(np.char.add(col_ts, ","), np.char.add(col_stream, ",")), col_value
     )
-    (out / f"{sc.name}.csv").write_text("ts,stream,value\n" + "\n".join(body.tolist()) + "\n")
+    path.write_text("ts,stream,value\n" + "\n".join(body.tolist()) + "\n")
+
+
+def write(sc: Scenario, out: Path, intervals: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Simulate and write `<name>.csv`, `<name>.toml` (and `i<N>/<name>.csv` for each
+    interval of N > 1 minutes); return the truth."""
+    series, truth = simulate(sc)
+    ts = series.pop("__ts__")
+    names = list(series)
+    _write_csv(out / f"{sc.name}.csv", ts, series)
+    for minutes in intervals:
+        if minutes > 1:
+            (out / f"i{minutes}").mkdir(exist_ok=True)
+            _write_csv(out / f"i{minutes}" / f"{sc.name}.csv", *logged(ts, series, minutes))
     (out / f"{sc.name}.toml").write_text(
         f'[[dma]]\nname = "{sc.dma}"\ninflow = ["{names[0]}"]\n'
         f'pressure = ["{names[1]}", "{names[2]}"]\n'
@@ -208,8 +235,16 @@ def scenarios(per_class: int, no_leak: int, days: int, seed: int) -> list[Scenar
     return out
 
 
-def generate(out: Path, per_class: int, no_leak: int, days: int, seed: int) -> list[dict[str, Any]]:
+def generate(
+    out: Path,
+    per_class: int,
+    no_leak: int,
+    days: int,
+    seed: int,
+    *,
+    intervals: tuple[int, ...] = (),
+) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
-    truths = [write(sc, out) for sc in scenarios(per_class, no_leak, days, seed)]
+    truths = [write(sc, out, intervals) for sc in scenarios(per_class, no_leak, days, seed)]
     (out / "truth.json").write_text(json.dumps(truths, indent=1))
     return truths

@@ -102,8 +102,11 @@ def parse_time(text: str) -> dt.datetime:
 
 
 def _ns_time(value: Any) -> dt.datetime | None:
+    """A time of the alerts JSONL: ISO 8601 with an offset, or ns UTC (older replay files)."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
     return dt.datetime.fromtimestamp(int(value) / 1e9, dt.UTC)
 
 
@@ -124,7 +127,11 @@ def read_jsonl(path: Path) -> list[AlertRow]:
         raise AlertDeskError(f"{path}: cannot read: {err.strerror}") from err
     rows = []
     for obj in latest.values():
-        opened = _ns_time(obj.get("opened_at"))
+        try:
+            opened = _ns_time(obj.get("opened_at"))
+            started, cleared = _ns_time(obj.get("started_at")), _ns_time(obj.get("cleared_at"))
+        except ValueError as err:
+            raise AlertDeskError(f"{path}: alert {obj['id']}: bad time ({err})") from err
         rows.append(
             AlertRow(
                 id=str(obj["id"]), kind=str(obj["kind"]), asset=str(obj["asset"]),
@@ -132,8 +139,7 @@ def read_jsonl(path: Path) -> list[AlertRow]:
                 opened_at=opened or dt.datetime.fromtimestamp(0, dt.UTC),
                 magnitude=obj.get("magnitude"), score=obj.get("score"),
                 message=str(obj.get("message", "")), needs_ack=bool(obj.get("needs_ack")),
-                acked_by=obj.get("acked_by"), started_at=_ns_time(obj.get("started_at")),
-                cleared_at=_ns_time(obj.get("cleared_at")),
+                acked_by=obj.get("acked_by"), started_at=started, cleared_at=cleared,
             )
         )  # fmt: skip
     return rows

@@ -9,6 +9,9 @@ Input CSV: header `ts,stream,value` with an optional fourth column `quality`.
 seconds (`1767225600.25`); rows are sorted by ts. `value` is a number (`nan`
 and `inf` are values, judged by the detectors, not bad rows); `quality` is the
 `gateway.batch.Quality` bits, 0 when absent. `stream` is `<asset>/<quantity>`.
+Streams may report at any interval from 1 s to 60 min, each its own, learned
+from the data or set in `[[dma]] interval_s` / `intervals`: a flow reading is
+taken as the mean of the interval that ends at its ts, a pressure as a sample.
 
 Config TOML: the gateway's `[[dma]]` tables and optional `[water]` table (see
 `gateway.analytics.water_settings`); other sections are ignored here. With no
@@ -21,7 +24,20 @@ Config TOML: the gateway's `[[dma]]` tables and optional `[water]` table (see
 
 Outputs:
 - `--alerts-out`: one JSON object per alert in its final state (opened, updated
-  or cleared), in order of `opened_at`; times are ns since the epoch, UTC.
+  or cleared), in order of `detected_at`, keys sorted (docs/alerts-jsonl.md):
+    {"asset": "dma-01", "cleared_at": null, "detected_at": "2026-01-09T10:50:00+05:30",
+     "evidence": {"detectors": ["burst"], ...}, "id": "3f0c...", "kind": "burst",
+     "magnitude": 4.02, "message": "...", "needs_ack": false,
+     "opened_at": "2026-01-09T10:50:00+05:30",
+     "score": 0.75, "severity": "warning", "started_at": "2026-01-09T10:45:00+05:30",
+     "state": "opened", "unit": "L/s", "updated_at": null}
+  `kind` is leak, burst, transient or sensor_fault; `asset` is the DMA's name
+  for DMA-level alerts (leak, burst), else the pressure point or stream;
+  `detected_at` (= `opened_at`) is the data time it was raised, `started_at`
+  the estimated start; times are ISO 8601 in the `[water] timezone` with its
+  offset, like the replay CSV; `magnitude` is in `unit` (L/s for leaks and
+  bursts, m for transients, the stream's unit for sensor faults), rounded to
+  4 decimals like `score` (0-1); null where unknown.
 - `--scores-out`: `ts,stream,value,score`, one row per input row in input
   order; ts, stream and value as read; the score of the generic detector
   (`gateway.analytics.anomaly`) as `repr(float)`, full precision.
@@ -39,9 +55,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import datetime as dt
 import json
+import math
 import sys
 import time
+import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +81,7 @@ from gateway.settings import load_settings
 from gateway.streams import StreamRegistry
 
 _PROGRESS_ROWS = 100_000  # files shorter than this get no progress bar
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def load_water_config(path: Path) -> tuple[list[DmaSettings], WaterSettings]:
@@ -89,11 +109,53 @@ def _final_states(transitions: Sequence[Alert]) -> list[Alert]:
     return sorted(latest.values(), key=lambda a: (a.opened_at, a.kind, a.asset, a.id))
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
-    """An alert as strict JSON (NaN and inf are null, evidence too); detected_at spelled out."""
-    out: dict[str, Any] = jsonable(alert.to_dict())
-    out["detected_at"] = alert.opened_at
-    return out
+_UNITS = {"leak": "L/s", "burst": "L/s", "transient": "m"}
+_SUFFIX_UNITS = {"_lps": "L/s", "_m": "m"}
+
+
+def _unit(alert: Alert) -> str | None:
+    if alert.kind in _UNITS:
+        return _UNITS[alert.kind]
+    for suffix, unit in _SUFFIX_UNITS.items():
+        if alert.asset.endswith(suffix):
+            return unit
+    return None
+
+
+def iso_time(ns: int | None, zone: dt.tzinfo) -> str | None:
+    """Data time (ns UTC) as ISO 8601 in `zone` with its offset; microseconds only
+    when there are any."""
+    if ns is None:
+        return None
+    when = _EPOCH + dt.timedelta(microseconds=ns // 1000)
+    return when.astimezone(zone).isoformat()
+
+
+def _rounded(x: float) -> float | None:
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def alert_json(alert: Alert, zone: dt.tzinfo = dt.UTC) -> dict[str, Any]:
+    """An alert as a line of the alerts JSONL contract (strict JSON: NaN and inf are null)."""
+    at = iso_time(alert.opened_at, zone)
+    return {
+        "asset": alert.asset,
+        "cleared_at": iso_time(alert.cleared_at, zone),
+        "detected_at": at,
+        "evidence": jsonable(dict(alert.evidence)),
+        "id": alert.id,
+        "kind": alert.kind,
+        "magnitude": _rounded(alert.magnitude),
+        "message": alert.message,
+        "needs_ack": alert.needs_ack,
+        "opened_at": at,
+        "score": _rounded(alert.score),
+        "severity": alert.severity.name.lower(),
+        "started_at": iso_time(alert.started_at, zone),
+        "state": alert.state.value,
+        "unit": _unit(alert),
+        "updated_at": iso_time(alert.updated_at, zone),
+    }
 
 
 def replay(
@@ -145,9 +207,10 @@ def replay(
     bar(0, done=True)
     alerts = _final_states(transitions)
     if alerts_out:
+        zone = zoneinfo.ZoneInfo(water.timezone)
         with open(alerts_out, "w") as fh:
             for a in alerts:
-                fh.write(json.dumps(alert_json(a), sort_keys=True) + "\n")
+                fh.write(json.dumps(alert_json(a, zone), sort_keys=True, allow_nan=False) + "\n")
     if scores_out and scores is not None:
         _write_scores(scores_out, parsed, n, scores)
     if plot:

@@ -13,10 +13,12 @@ What each detector watches (thresholds in `WaterSettings`):
 - leak / night_flow: the mean inflow 02:00-04:00 local against past nights of
   the same day type; it opens a leak only when the inflow level agrees.
 - leak / mass_balance: inflow - outflow - consumption against its own level.
-- leak evidence / inflow_cusum: each bin against the learned time-of-week
-  profile (time of day per day type until weeks are learned), times a tracked
-  demand scale, into a one-sided CUSUM. It reacts to hot days as well, so it
-  adds evidence and an earlier start to an open leak rather than opening one.
+- leak / inflow_cusum: each bin against the learned time-of-week profile
+  (time of day per day type until weeks are learned), times a tracked demand
+  scale, into a one-sided CUSUM. It reacts to hot days as well, so it opens a
+  leak only when most of its excess is a constant L/s across night and day
+  bins (a hot day scales with demand) or the inflow level leans the same way;
+  else it adds evidence and an earlier start to an open leak.
 - sensor_fault / drift (or leak evidence): the inlet-to-point pressure loss
   against its fitted curve c + k x flow^1.85, two-sided CUSUM.
 - burst: an abrupt, held step up in the inflow residual or down in a pressure
@@ -30,9 +32,12 @@ What each detector watches (thresholds in `WaterSettings`):
 - sensor_fault: stuck, spike, dropout, reverse_flow, drift. Leak and burst
   scores are ignored while an inflow meter is stuck or silent.
 
-Alerts carry data time only. The same readings give the same alerts whatever
-the batch size (the kernels work row by row in order; see the gap rule in
-`gateway.analytics.water_ingest`).
+Streams may report at any interval from 1 s to about an hour, each its own,
+learned or configured (`[[dma]] interval_s`, `intervals`): see the cadence rule
+in `gateway.analytics.water_ingest`; `water_cadence` logs once per DMA which
+detectors then run coarser. Alerts carry data time only. The same readings give
+the same alerts whatever the batch size (the kernels work row by row in order;
+see the gap rule in `gateway.analytics.water_ingest`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from gateway.analytics import water_ingest as wi
 from gateway.analytics import water_minutes as wm
 from gateway.analytics.lifecycle import AlertTracker
 from gateway.analytics.water_alerts import WaterAlerts
+from gateway.analytics.water_cadence import CadenceReport
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
@@ -134,8 +140,15 @@ class WaterDetectors:
         self._ingest_p = self.settings.ingest_params()
         self._step_p = self.settings.step_params()
         n_slots, n_dma = len(self._layout.slot_stream), len(self.dmas)
+        configured = np.asarray(
+            [self.dmas[int(d)].interval_of(registry.name_of(int(sid)))
+             for sid, d in zip(self._layout.slot_stream, self._layout.slot_dma, strict=True)],
+            np.float64,
+        )  # fmt: skip
         self._si, self._sf, self._ring, self._ring_min, self._di, self.counters = (
-            wi.new_ingest_state(n_slots, n_dma)
+            wi.new_ingest_state(
+                n_slots, n_dma, configured, self._layout.slot_dma, self._layout.slot_role
+            )
         )
         s = self.settings
         self._step = wm.StepState(max(n_dma, 1), s.bin_minutes, s.history, s.night_history)
@@ -145,6 +158,10 @@ class WaterDetectors:
         self._alerts = WaterAlerts(
             self.dmas, self.settings, self.tracker, self._layout, self._slot_name,
             q_w=self._q_w, p_col=self._p_col,
+        )  # fmt: skip
+        self.cadence = CadenceReport(
+            self.dmas, self.settings, self._slot_name, self._layout.slot_dma,
+            self._layout.slot_role,
         )  # fmt: skip
 
     @classmethod
@@ -210,6 +227,7 @@ class WaterDetectors:
             out_dma = np.empty(cap, np.int32)
             out_min = np.empty(cap, np.int64)
             out_gap = np.empty(cap, np.int8)
+            out_lag = np.empty(cap, np.int64)
             out_vals = np.empty((cap, lay.max_local))
             ev = [np.empty(cap, t) for t in (np.int32, np.int32, np.int64, np.int64)]
             evf = [np.empty(cap), np.empty(cap)]
@@ -235,21 +253,44 @@ class WaterDetectors:
                 out_dma,
                 out_min,
                 out_gap,
+                out_lag,
                 out_vals,
                 *ev,
                 *evf,
             )
             alerts += self._alerts.events([*ev, *evf], n_ev)
             alerts += self._minutes(
-                out_dma[:n_out], out_min[:n_out], out_gap[:n_out], out_vals[:n_out]
-            )
+                out_dma[:n_out], out_min[:n_out], out_gap[:n_out], out_lag[:n_out],
+                out_vals[:n_out],
+            )  # fmt: skip
         self._watermark = max(self._watermark, int(self._di[:, wi.DI_WATERMARK].max()))
         if self._first == 0:
             self._first = int(r.ts[0])
         last_ts = self._si[:, wi.SI_LAST_TS]
-        alerts += self._alerts.silent_streams(last_ts, self._first, self._watermark)
+        alerts += self._alerts.silent_streams(
+            last_ts, self.dropout_after(), self._first, self._watermark
+        )
+        self.cadence.report(self._sf[:, wi.SF_IV], self._di[:, wi.DI_LAG])
         alerts += self.tracker.expire(self._watermark)
         return alerts
+
+    def intervals_s(self) -> dict[str, float]:
+        """Each DMA stream's reporting interval in seconds, learned or configured (0 = not yet)."""
+        iv = self._sf[:, wi.SF_IV] / 1e9
+        return {self._slot_name[s]: float(iv[s]) for s in range(len(self._slot_name))}
+
+    def dropout_after(self) -> NDArray[np.int64]:
+        """Per slot, the silence in ns that makes a dropout: at least `dropout_s` and
+        `dropout_intervals` reporting intervals. A stream seen once has no interval yet
+        and is given an hour's; one never seen, its DMA's slowest learned interval."""
+        s = self.settings
+        iv = self._sf[:, wi.SF_IV]
+        slowest = np.zeros(max(len(self.dmas), 1))
+        np.maximum.at(slowest, self._layout.slot_dma, iv)
+        seen = self._si[:, wi.SI_LAST_TS] > 0
+        unknown = np.where(seen, 3600e9, slowest[self._layout.slot_dma])
+        iv = np.where(iv > 0, iv, unknown)
+        return np.maximum(s.dropout_s * 1e9, s.dropout_intervals * iv).astype(np.int64)
 
     def _tz_minutes(self, ts_ns: int) -> int:
         """The local offset at this data time (per batch: exact for fixed-offset zones)."""
@@ -263,6 +304,7 @@ class WaterDetectors:
         dma: NDArray[np.int32],
         minute: NDArray[np.int64],
         gap: NDArray[np.int8],
+        lag: NDArray[np.int64],
         vals: NDArray[np.float64],
     ) -> list[Alert]:
         if not len(dma):
@@ -281,9 +323,9 @@ class WaterDetectors:
         outi = np.empty((len(dma), wm.N_OI), np.int64)
         st = self._step
         wm.step_minutes(
-            dma, minute, gap, q, pres, self._n_pres, c, self._step_p, *st.arrays(), out, outi
+            dma, minute, gap, q, pres, self._n_pres, c, lag, self._step_p, *st.arrays(), out, outi
         )
-        return self._alerts.minute_alerts(dma, minute, vals, out, outi)
+        return self._alerts.minute_alerts(dma, minute + lag % wi.LAG_STRIDE, vals, out, outi)
 
 
 def warm_up() -> None:

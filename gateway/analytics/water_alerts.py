@@ -25,6 +25,8 @@ from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.events import Alert
 
 NS_PER_MIN = wi.NS_PER_MIN
+CUSUM_LEVEL_LEAD = 0.25  # how far the profile CUSUM may lead the inflow-level score
+ADDITIVE_SHARE = 0.7  # share of the CUSUM's excess that must be constant for it to open alone
 
 
 class SlotLayout(Protocol):
@@ -72,6 +74,8 @@ class WaterAlerts:
         out: NDArray[np.float64],
         outi: NDArray[np.int64],
     ) -> list[Alert]:
+        """Alerts of DMA minute rows; `minute` is when each row was known (its minute
+        plus the DMA's lag for slow streams), so alerts carry that data time."""
         floor = min(
             p.clear_score
             for p in (*self.settings.alerts.kinds.values(), self.settings.alerts.default)
@@ -140,13 +144,23 @@ class WaterAlerts:
                 message=f"a constant extra inflow to {name}, day and night",
             )
         open_leak = self.tracker.get("leak", name)
-        if o[wm.O_CUSUM] > 0 and open_leak is not None:
-            # the profile CUSUM reacts to hot days too: evidence for an open leak, not an alarm
+        if o[wm.O_CUSUM] > 0:
+            # the profile CUSUM reacts to hot days too: it opens a leak only when the day's
+            # inflow level leans the same way, else it is evidence for an open one
+            # or when most of its excess is a constant L/s, at night as by day
+            cap = (
+                open_leak.score
+                if open_leak is not None
+                else self._level_score[d] + CUSUM_LEVEL_LEAD
+            )
+            additive = float(o[wm.O_CUSUM_ADD])
+            if open_leak is None and additive >= ADDITIVE_SHARE * float(o[wm.O_CUSUM_MAG]) > 0:
+                cap = 1.0
             alerts += obs(
                 "leak",
                 name,
                 at,
-                min(float(o[wm.O_CUSUM]), open_leak.score),
+                min(float(o[wm.O_CUSUM]), cap),
                 magnitude=float(o[wm.O_CUSUM_MAG]),
                 started_at=int(oi[wm.OI_CUSUM_START]),
                 evidence={
@@ -238,7 +252,6 @@ class WaterAlerts:
         kind, slot, t0, t1, v0, v1 = (c[:n] for c in columns)
         alerts: list[Alert] = []
         obs = self.tracker.observe
-        dropout_ns = round(self.settings.dropout_s * 1e9)
         for e in range(len(kind)):
             k, name = int(kind[e]), self._slot_name[int(slot[e])]
             a, b = int(t0[e]), int(t1[e])
@@ -247,7 +260,7 @@ class WaterAlerts:
                 alerts += obs(
                     "sensor_fault",
                     name,
-                    a + dropout_ns,
+                    a + int(v0[e]),  # the silence that made it a dropout
                     1.0,
                     subkey="dropout",
                     held=True,
@@ -335,18 +348,27 @@ class WaterAlerts:
         )
         return out + self.tracker.clear("transient", asset, at)
 
-    def silent_streams(self, last: NDArray[np.int64], first: int, watermark: int) -> list[Alert]:
-        """Streams silent for dropout_s while others advance, including ones never seen."""
-        dropout_ns = round(self.settings.dropout_s * 1e9)
+    def silent_streams(
+        self, last: NDArray[np.int64], dropout_ns: NDArray[np.int64], first: int, watermark: int
+    ) -> list[Alert]:
+        """Streams silent for their dropout time while others advance, including ones
+        never seen; `dropout_ns` per slot (see `WaterDetectors.dropout_after`)."""
         since = np.where(last > 0, last, first)
         alerts: list[Alert] = []
+        for s in np.flatnonzero(last > 0):
+            # back before the kernel judged the silence a dropout (a slow stream's
+            # first gap, before its interval was known): the alert ends here
+            name = self._slot_name[int(s)]
+            open_ = self.tracker.get("sensor_fault", name, "dropout")
+            if open_ is not None and open_.started_at is not None and last[s] > open_.started_at:
+                alerts += self.tracker.clear("sensor_fault", name, int(last[s]), subkey="dropout")
         for s in np.flatnonzero(watermark - since > dropout_ns):
             name = self._slot_name[int(s)]
             if self.tracker.get("sensor_fault", name, "dropout") is None:
                 alerts += self.tracker.observe(
                     "sensor_fault",
                     name,
-                    int(since[s]) + dropout_ns,
+                    int(since[s] + dropout_ns[s]),
                     1.0,
                     subkey="dropout",
                     held=True,

@@ -17,6 +17,20 @@ row; learned baselines are kept unless the gap is longer than
 `baseline_max_age_minutes`, in which case they are forgotten and learned again.
 A reading more than `clock_jump_minutes` behind the watermark is a clock jump
 back: the DMA's timeline restarts there, with the same reset.
+
+Cadence rule: each slot learns its reporting interval as the median of its last
+`N_GAP` inter-arrival times (or takes it from the config). A dropout is a
+silence longer than `max(dropout_s, dropout_intervals x interval)`. A slot that
+reports less often than every `FILL_MIN_S` seconds (a 15-minute logger, an
+hourly AMR group) has each reading spread over the minutes since its previous
+one, if that gap is not a dropout: flows (interval means) as the reading's
+value, pressures (samples) interpolated from the previous sample. The DMA's
+minutes then wait `lag` more minutes, the ceiling of its slowest slot's
+interval, so that every slot's reading is in before a minute is judged; the
+rows carry that lag, and the alerts their data time plus it. Intervals slower
+than `MAX_LAG` minutes cover only the last `MAX_LAG` minutes before a reading.
+A silence longer than a dropout is not filled: those minutes stay empty, and
+the gap rule above resets or forgets state as for any stream.
 """
 
 # Kernels take columns, state and outputs positionally: numba has no keyword-only arguments.
@@ -43,40 +57,110 @@ EV_GAP, EV_STUCK_ON, EV_STUCK_OFF, EV_SPIKE, EV_TRANSIENT_ON, EV_TRANSIENT_OFF =
 # ingest parameters (float64 array, index names)
 P_DROPOUT_NS, P_STUCK_NS, P_STUCK_EPS, P_SPIKE_K, P_SPIKE_FLOOR = 0, 1, 2, 3, 4
 P_TR_MIN_HZ, P_TR_TAU_S, P_TR_K, P_TR_MIN_M, P_TR_QUIET_NS, P_TR_MAX_NS = 5, 6, 7, 8, 9, 10
-P_GRACE_MIN, P_GAP_RESET_MIN, P_CLOCK_JUMP_MIN = 11, 12, 13
-N_INGEST_PARAMS = 14
+P_GRACE_MIN, P_GAP_RESET_MIN, P_CLOCK_JUMP_MIN, P_DROPOUT_K = 11, 12, 13, 14
+N_INGEST_PARAMS = 15
+FILL_MIN_S = 90.0  # slots reporting less often than this are spread over their minutes
+N_GAP = 9  # inter-arrival times in a slot's interval estimate
 
 # per-slot int state
 SI_LAST_TS, SI_CUR_MIN, SI_STUCK_SINCE, SI_STUCK_ON, SI_TR_ON, SI_TR_ONSET = 0, 1, 2, 3, 4, 5
-SI_TR_QUIET, SI_TR_LASTQ, SI_N, SI_PREV_TS = 6, 7, 8, 9
-N_SI = 10
-# per-slot float state
+SI_TR_QUIET, SI_TR_LASTQ, SI_N, SI_PREV_TS, SI_NGAP, SI_LAG = 6, 7, 8, 9, 10, 11
+N_SI = 12
+# per-slot float state; SF_GAP0 .. SF_GAP0 + N_GAP - 1 is the ring of inter-arrival times
 SF_SUM, SF_CNT, SF_X1, SF_X2, SF_DIFF, SF_DT, SF_BASE, SF_VAR, SF_PEAK = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SF_TR_N = 9
-N_SF = 10
-RING = 16  # closed minutes kept per slot, > grace_minutes
+SF_TR_N, SF_IV, SF_IV_CFG, SF_GAP0 = 9, 10, 11, 12  # interval (learned, configured), ns
+N_SF = SF_GAP0 + N_GAP
+RING = 128  # closed minutes kept per slot, > grace_minutes + lag
+MAX_LAG = 100  # minutes a DMA waits at most for its slowest slot
+LAG_STRIDE = 1024  # a row's lag column: DMA lag + LAG_STRIDE x the lag of its flows alone
 # per-DMA int state
-DI_WATERMARK, DI_DONE_MIN = 0, 1
-N_DI = 2
+DI_WATERMARK, DI_DONE_MIN, DI_LAG, DI_FLOW_LAG = 0, 1, 2, 3  # FLOW_LAG: inflow/outflow only
+N_DI = 4
 # counters
 C_BAD, C_DISORDER, C_LATE, C_CLOCK_JUMP, C_GAP = 0, 1, 2, 3, 4
 N_COUNTERS = 5
 
 
 def new_ingest_state(
-    n_slots: int, n_dma: int
+    n_slots: int,
+    n_dma: int,
+    interval_s: np.ndarray | None = None,
+    slot_dma: np.ndarray | None = None,
+    slot_role: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """State of `n_slots` slots in `n_dma` DMAs; `interval_s` per slot (in DMA
+    `slot_dma`, of role `slot_role`) fixes its reporting interval, 0 = learn it."""
     si = np.zeros((n_slots, N_SI), np.int64)
     si[:, SI_CUR_MIN] = -1
     sf = np.zeros((n_slots, N_SF), np.float64)
     sf[:, SF_X1] = np.nan
     sf[:, SF_X2] = np.nan
+    if interval_s is not None:
+        sf[:, SF_IV_CFG] = np.asarray(interval_s, np.float64) * NS_PER_S
+        sf[:, SF_IV] = sf[:, SF_IV_CFG]
+        si[:, SI_LAG] = [_lag_of(v) for v in sf[:, SF_IV]]
     ring = np.full((n_slots, RING), np.nan)
     ring_min = np.full((n_slots, RING), -1, np.int64)
     di = np.zeros((n_dma, N_DI), np.int64)
     di[:, DI_DONE_MIN] = -1
+    if slot_dma is not None and slot_role is not None:
+        dmas = np.asarray(slot_dma, np.int64)
+        np.maximum.at(di[:, DI_LAG], dmas, si[:, SI_LAG])
+        flows = np.isin(slot_role, (INFLOW, OUTFLOW))
+        np.maximum.at(di[:, DI_FLOW_LAG], dmas[flows], si[flows, SI_LAG])
     counters = np.zeros(N_COUNTERS, np.int64)
     return si, sf, ring, ring_min, di, counters
+
+
+@njit(cache=True, nogil=True)
+def _lag_of(iv):  # type: ignore[no-untyped-def]
+    """Minutes a DMA waits for a slot reporting every `iv` ns."""
+    if iv < FILL_MIN_S * NS_PER_S:
+        return 0
+    return min(np.int64(np.ceil(iv / NS_PER_MIN)), MAX_LAG)
+
+
+@njit(cache=True, nogil=True)
+def _learn_interval(s, gap, si, sf, di, d, dma_ptr, dma_slots, slot_role):  # type: ignore[no-untyped-def]
+    """Push one inter-arrival time; re-estimate the slot's interval and the DMA's lags."""
+    k = si[s, SI_NGAP]
+    sf[s, SF_GAP0 + k % N_GAP] = gap
+    si[s, SI_NGAP] = k + 1
+    if sf[s, SF_IV_CFG] > 0 or (k >= N_GAP and k % 4 != 0):
+        return
+    n = min(k + 1, N_GAP)
+    sf[s, SF_IV] = np.median(sf[s, SF_GAP0 : SF_GAP0 + n])
+    lag = _lag_of(sf[s, SF_IV])
+    if lag != si[s, SI_LAG]:
+        si[s, SI_LAG] = lag
+        worst = 0
+        flows = 0
+        for j in range(dma_ptr[d], dma_ptr[d + 1]):
+            ss = dma_slots[j]
+            worst = max(worst, si[ss, SI_LAG])
+            if slot_role[ss] == INFLOW or slot_role[ss] == OUTFLOW:
+                flows = max(flows, si[ss, SI_LAG])
+        di[d, DI_LAG] = worst
+        di[d, DI_FLOW_LAG] = flows
+
+
+@njit(cache=True, nogil=True)
+def _fill(s, t, x, last, done, role, si, sf, ring, ring_min):  # type: ignore[no-untyped-def]
+    """Spread a slow slot's reading over the minutes since its previous one: flows
+    (interval means) as x, pressures (samples) from the previous sample to x."""
+    m1 = t // NS_PER_MIN
+    m0 = max(last // NS_PER_MIN + 1, done + 1, m1 - MAX_LAG)
+    x0 = sf[s, SF_X1]
+    t0 = si[s, SI_PREV_TS]
+    ramp = role == PRESSURE and t0 == last and np.isfinite(x0) and t > t0
+    for m in range(m0, m1):
+        v = x
+        if ramp:
+            w = ((m + 0.5) * NS_PER_MIN - t0) / (t - t0)
+            v = x0 + min(max(w, 0.0), 1.0) * (x - x0)
+        k = m % RING
+        ring[s, k] = v
+        ring_min[s, k] = m
 
 
 @njit(cache=True, nogil=True)
@@ -106,6 +190,7 @@ def _emit_minutes(  # type: ignore[no-untyped-def]
     out_dma,
     out_min,
     out_gap,
+    out_lag,
     out_vals,
     n_out,
     gap_reset,
@@ -120,6 +205,7 @@ def _emit_minutes(  # type: ignore[no-untyped-def]
         out_dma[n_out] = d
         out_min[n_out] = upto
         out_gap[n_out] = 1
+        out_lag[n_out] = 0
         out_vals[n_out, :] = np.nan
         n_out += 1
         counters[C_GAP] += 1
@@ -140,6 +226,7 @@ def _emit_minutes(  # type: ignore[no-untyped-def]
         out_dma[n_out] = d
         out_min[n_out] = m
         out_gap[n_out] = 0
+        out_lag[n_out] = di[d, DI_LAG] + LAG_STRIDE * di[d, DI_FLOW_LAG]
         out_vals[n_out, :] = np.nan
         for j in range(dma_ptr[d], dma_ptr[d + 1]):
             s = dma_slots[j]
@@ -177,6 +264,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
     out_dma,
     out_min,
     out_gap,
+    out_lag,
     out_vals,
     ev_type,
     ev_slot,
@@ -185,7 +273,8 @@ def ingest_rows(  # type: ignore[no-untyped-def]
     ev_v0,
     ev_v1,
 ):
-    """Rows from `start` into DMA minute rows and sample events.
+    """Rows from `start` into DMA minute rows and sample events (a gap event's
+    v0 is the silence that made it a dropout, in ns; a row's lag, see LAG_STRIDE).
 
     Returns (next_row, n_minute_rows, n_events); next_row < len(ts) when an
     output buffer filled up.
@@ -236,6 +325,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
                 out_dma[n_out] = d
                 out_min[n_out] = t // NS_PER_MIN - 1
                 out_gap[n_out] = 1
+                out_lag[n_out] = 0
                 out_vals[n_out, :] = np.nan
                 n_out += 1
                 wm = 0
@@ -247,12 +337,17 @@ def ingest_rows(  # type: ignore[no-untyped-def]
             if minute <= di[d, DI_DONE_MIN]:
                 counters[C_LATE] += 1
                 continue
-            if last > 0 and t - last > params[P_DROPOUT_NS]:
+            if last > 0:
+                _learn_interval(s, t - last, si, sf, di, d, dma_ptr, dma_slots, slot_role)
+            # judged after the gap joins the estimate: a stream's first gaps are its cadence
+            limit = max(params[P_DROPOUT_NS], params[P_DROPOUT_K] * sf[s, SF_IV])
+            dropout = last > 0 and t - last > limit
+            if dropout:
                 ev_type[n_ev] = EV_GAP
                 ev_slot[n_ev] = s
                 ev_t0[n_ev] = last
                 ev_t1[n_ev] = t
-                ev_v0[n_ev] = np.nan
+                ev_v0[n_ev] = limit
                 ev_v1[n_ev] = np.nan
                 n_ev += 1
             si[s, SI_LAST_TS] = t
@@ -264,6 +359,9 @@ def ingest_rows(  # type: ignore[no-untyped-def]
                 # minute aggregate
                 if si[s, SI_CUR_MIN] != minute:
                     _close_minute(s, si, sf, ring, ring_min)
+                    if last > 0 and not dropout and si[s, SI_LAG] > 0:
+                        _fill(s, t, x, last, di[d, DI_DONE_MIN], slot_role[s], si, sf, ring,
+                              ring_min)  # fmt: skip
                     si[s, SI_CUR_MIN] = minute
                 sf[s, SF_SUM] += x
                 sf[s, SF_CNT] += 1.0
@@ -283,7 +381,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
                     ev_v1,
                     n_ev,
                 )
-            upto = di[d, DI_WATERMARK] // NS_PER_MIN - 1 - grace
+            upto = di[d, DI_WATERMARK] // NS_PER_MIN - 1 - grace - di[d, DI_LAG]
             if upto > di[d, DI_DONE_MIN]:
                 n_out = _emit_minutes(
                     d,
@@ -299,6 +397,7 @@ def ingest_rows(  # type: ignore[no-untyped-def]
                     out_dma,
                     out_min,
                     out_gap,
+                    out_lag,
                     out_vals,
                     n_out,
                     gap_reset,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.analytics.water_ingest import NS_PER_MIN, njit
+from gateway.analytics.water_ingest import LAG_STRIDE, NS_PER_MIN, njit
 
 MAXP = 8  # pressure points per DMA
 W = 64  # minutes of residual and pressure kept for the burst windows
@@ -82,8 +82,17 @@ N_STEP_PARAMS = 31
     F_BPSTEP,
     F_STEPV,
     F_STEPN,
-) = range(22)
-N_F = 22
+    F_MBW_SUM,  # the mass-balance window: bins averaged to the slowest stream's interval
+    F_MBW_N,
+    F_XN,  # sums over the inflow CUSUM's excursion: bins, residual, expected flow, ...
+    F_XE,
+    F_XM,
+    F_XMM,
+    F_XME,
+    F_XLO,  # lowest and highest expected flow in it
+    F_XHI,
+) = range(31)
+N_F = 31
 # per-DMA int state
 (
     I_LAST_M,
@@ -121,8 +130,9 @@ N_I = 14
     O_RESID,
     O_IC,
     O_IC_MAG,
-) = range(17)
-N_O = 17
+    O_CUSUM_ADD,
+) = range(18)
+N_O = 18
 (OI_BURST_START, OI_CUSUM_START, OI_MNF_START, OI_DP_POINT, OI_MB_START, OI_BURST_POINT,
  OI_IC_START) = range(7)  # fmt: skip
 N_OI = 7
@@ -239,6 +249,20 @@ def _profile(d, tow, tod, p, wk, wkn, dy, dyn):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def _profile_at(d, at, p, wk, wkn, dy, dyn, bin_min, nwb, ndb):  # type: ignore[no-untyped-def]
+    """The flow profile at local minute `at` (a float), between bin centres."""
+    bin_abs = np.int64(np.floor(at / bin_min))
+    frac = (at - bin_abs * bin_min) / bin_min
+    nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
+    med, _ = _profile(d, bin_abs % nwb, _day_bin(bin_abs, ndb, p), p, wk, wkn, dy, dyn)
+    med2, _ = _profile(d, nb % nwb, _day_bin(nb, ndb, p), p, wk, wkn, dy, dyn)
+    w = abs(frac - 0.5)
+    if np.isfinite(med2):
+        med = (1.0 - w) * med + w * med2
+    return med
+
+
+@njit(cache=True, nogil=True)
 def _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb):  # type: ignore[no-untyped-def]
     """Point j's learned pressure at this minute (between bin centres), NaN until the
     bin has min_history days."""
@@ -275,6 +299,8 @@ def _reset_short(d, f, i, rr, pr, bdp, sdp):  # type: ignore[no-untyped-def]
     f[d, F_SMB] = 0.0
     f[d, F_MB_SUM] = 0.0
     f[d, F_MB_N] = 0.0
+    f[d, F_MBW_SUM] = 0.0
+    f[d, F_MBW_N] = 0.0
     i[d, I_BIN] = -1
     i[d, I_NIGHT_DAY] = -1
     i[d, I_BURST_ON] = 0
@@ -318,6 +344,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
     pres,
     n_pres,
     cons,
+    lag,
     p,
     f,
     i,
@@ -376,8 +403,6 @@ def step_minutes(  # type: ignore[no-untyped-def]
         i[d, I_LAST_M] = m
         local = m + tz
         bin_abs = local // bin_min
-        tow = bin_abs % nwb
-        tod = _day_bin(bin_abs, ndb, p)
         x = q[k]
         # ---- close the previous bin: profile residual CUSUM, gradient, mass balance
         if i[d, I_BIN] >= 0 and bin_abs != i[d, I_BIN]:
@@ -403,6 +428,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 pdy,
                 pdyn,
                 n_pres[d],
+                lag[k],
                 nwb,
                 ndb,
                 hist,
@@ -432,23 +458,29 @@ def step_minutes(  # type: ignore[no-untyped-def]
                 bdp[d, j, 1] += 1.0
         out[k, O_QMEAN] = f[d, F_QMEAN]
         # ---- minute residual against the profile, for the burst windows
-        # the profile between bin centres, so ramps do not leave steps at bin edges
+        # the profile between bin centres, so ramps do not leave steps at bin edges; a
+        # slow inflow meter's reading is one value over its interval, and so is the
+        # profile it is held against: its mean over that interval
+        lag_all = lag[k] % LAG_STRIDE
+        res_q = min(max(lag[k] // LAG_STRIDE, 1), W - 1)
         frac = ((local % bin_min) + 0.5) / bin_min
-        nb = bin_abs + 1 if frac >= 0.5 else bin_abs - 1
-        med, _ = _profile(d, tow, tod, p, wk, wkn, dy, dyn)
-        med2, _ = _profile(d, nb % nwb, _day_bin(nb, ndb, p), p, wk, wkn, dy, dyn)
-        w = abs(frac - 0.5)
-        if np.isfinite(med2):
-            med = (1.0 - w) * med + w * med2
+        b0 = ((local - 1) // res_q) * res_q + 1 if res_q > 1 else local
+        parts = max(1, res_q // bin_min)
+        med = 0.0
+        for j in range(parts):
+            at = b0 + (j + 0.5) * res_q / parts
+            med += _profile_at(d, at, p, wk, wkn, dy, dyn, bin_min, nwb, ndb) / parts
         # no profile yet: no flow residual, so no flow burst (pressure drops still count)
         r = x - f[d, F_SCALE] * med if np.isfinite(med) else np.nan
-        prev_r = rr[d, (m - 1) % W]
+        # noise from differences one reading apart: a minute, or a slow stream's interval
+        res = min(max(lag_all, 1), W - 1)
+        prev_r = rr[d, (m - res_q) % W]
         rr[d, m % W] = r
         if np.isfinite(r) and np.isfinite(prev_r):
             f[d, F_DIFF] += 0.02 * (min(abs(r - prev_r), 10 * f[d, F_DIFF] + 1e-9) - f[d, F_DIFF])
         for j in range(n_pres[d]):
             pv = pres[k, j]
-            prev = pr[d, j, (m - 1) % W]
+            prev = pr[d, j, (m - res) % W]
             pr[d, j, m % W] = pv
             pp[d, j, m % W] = _pressure_profile(d, j, bin_abs, frac, p, pdy, pdyn, ndb)
             if np.isfinite(pv):
@@ -462,7 +494,7 @@ def step_minutes(  # type: ignore[no-untyped-def]
         level = np.nan
         if np.isfinite(med):
             level = max(f[d, F_SCALE] * med, 0.25 * f[d, F_QMEAN], p[Q_BURST_LPS])
-        _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, n_pres[d], level, out, outi, k)
+        _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, n_pres[d], level, res_q, res, out, outi, k)
         # ---- minimum night flow, judged when the night window ends
         mod = local % 1440
         day = local // 1440
@@ -483,16 +515,20 @@ def step_minutes(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):  # type: ignore[no-untyped-def]
+def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, res_q, res, out, outi, k):  # type: ignore[no-untyped-def]
     """A step up in the flow residual or down in a pressure, held for BURST_AFTER minutes.
-    `level` is the flow expected now (NaN before the profile is learned)."""
+    `level` is the flow expected now (NaN before the profile is learned); `res_q` and
+    `res` the minutes between flow and between any readings: a window of 30 minutes of
+    15-minute data holds 2 of them."""
+    white = np.sqrt(1.0 / max(BURST_AFTER / res_q, 1.0) + 1.0 / max(BURST_BEFORE / res_q, 1.0))
+    pwhite = np.sqrt(1.0 / max(BURST_AFTER / res, 1.0) + 1.0 / max(BURST_BEFORE / res, 1.0))
     after, na = _window_mean(rr[d], m, 0, BURST_AFTER - 1)
     before, nb = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + BURST_BEFORE - 1)
     lead, nl = _window_mean(rr[d], m, BURST_AFTER, BURST_AFTER + 4)
     # noise of the step from minute differences, as if it were white; and the step
     # statistic's own spread, relative to the flow: demand noise is correlated over
     # minutes and grows with demand, so the first alone understates the morning peak
-    sigma = 0.886 * f[d, F_DIFF] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+    sigma = 0.886 * f[d, F_DIFF] * white
     if f[d, F_STEPN] >= 60:
         sigma = max(sigma, np.sqrt(f[d, F_STEPV]) * level)
     rel = (after - before) / level
@@ -567,7 +603,7 @@ def _burst(d, m, p, f, i, rr, pr, pp, pdiff, pstep, npres, level, out, outi, k):
             continue
         drop = pb - pa
         ps = pstep[d, j]
-        psig = 0.886 * pdiff[d, j] * np.sqrt(1.0 / BURST_AFTER + 1.0 / BURST_BEFORE)
+        psig = 0.886 * pdiff[d, j] * pwhite
         if ps[1] >= 60:
             psig = max(psig, np.sqrt(ps[0]) * g)
         if i[d, I_BURST_ON] == 0:
@@ -648,6 +684,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
     pdy,
     pdyn,
     npres,
+    lag,
     nwb,
     ndb,
     hist,
@@ -686,6 +723,7 @@ def _close_bin(  # type: ignore[no-untyped-def]
             F_S, F_RES_SUM, F_RES_N, I_S_START, I_ALARM_SINCE,
         )  # fmt: skip
         outi[k, OI_CUSUM_START] = i[d, I_S_START]
+        out[k, O_CUSUM_ADD] = _additive(d, f, x - expected, expected)
     _intercept(d, prev % ndb, bin_end, x, med, p, f, i, ic, ich, ichn, out, outi, k)
     relearn = alarm and bin_end - i[d, I_ALARM_SINCE] > p[Q_RELEARN_MIN] * NS_PER_MIN
     if (not alarm or relearn) and i[d, I_BURST_ON] == 0:
@@ -735,10 +773,19 @@ def _close_bin(  # type: ignore[no-untyped-def]
     if npres > 1:
         out[k, O_DP] = best / (1.0 + best)
     # ---- mass balance: inflow - outflow - consumption against its own recent level
+    # judged over windows as long as the slowest stream's interval (an hourly AMR
+    # group against a minute inlet), so the day's ramps within an hour do not alias
     if f[d, F_BCN] >= 0.5 * bin_min:
-        imb = f[d, F_BCSUM] / f[d, F_BCN]
+        f[d, F_MBW_SUM] += f[d, F_BCSUM] / f[d, F_BCN]
+        f[d, F_MBW_N] += 1.0
+    lag = lag % LAG_STRIDE
+    width = max(1, (lag + bin_min - 1) // bin_min)
+    if prev % width == width - 1 and f[d, F_MBW_N] >= 0.5 * width:
+        imb = f[d, F_MBW_SUM] / f[d, F_MBW_N]
+        f[d, F_MBW_SUM] = 0.0
+        f[d, F_MBW_N] = 0.0
         cnt = mbn[d]
-        if cnt >= 8:
+        if cnt >= 1440 // (bin_min * width):  # a day of windows
             bmed, bmad = _med_mad(mb[d], min(cnt, MB_RING))
             bs = max(1.4826 * bmad, p[Q_FLOOR_LPS], 0.02 * abs(f[d, F_QMEAN]))
             z = (imb - bmed) / bs
@@ -752,6 +799,30 @@ def _close_bin(  # type: ignore[no-untyped-def]
                 return
         mb[d, cnt % MB_RING] = imb
         mbn[d] = cnt + 1
+
+
+@njit(cache=True, nogil=True)
+def _additive(d, f, resid, expected):  # type: ignore[no-untyped-def]
+    """Of the inflow CUSUM's excursion, the part of the excess that is a constant L/s
+    (a leak) rather than a share of the expected flow (a hot day): the fit
+    resid = L + b x expected over its bins. NaN until the excursion has seen flows
+    that differ by half (night and day), when the two cannot be told apart."""
+    if f[d, F_S] == 0.0:
+        for c in (F_XN, F_XE, F_XM, F_XMM, F_XME, F_XLO, F_XHI):
+            f[d, c] = 0.0
+        return np.nan
+    f[d, F_XLO] = expected if f[d, F_XN] == 0.0 else min(f[d, F_XLO], expected)
+    f[d, F_XN] += 1.0
+    f[d, F_XE] += resid
+    f[d, F_XM] += expected
+    f[d, F_XMM] += expected * expected
+    f[d, F_XME] += expected * resid
+    f[d, F_XHI] = max(f[d, F_XHI], expected)
+    n = f[d, F_XN]
+    den = n * f[d, F_XMM] - f[d, F_XM] ** 2
+    if f[d, F_XHI] < 1.5 * f[d, F_XLO] or den <= 1e-12 * n * f[d, F_XMM]:
+        return np.nan
+    return (f[d, F_XE] * f[d, F_XMM] - f[d, F_XM] * f[d, F_XME]) / den
 
 
 @njit(cache=True, nogil=True)

@@ -8,6 +8,8 @@ In the gateway TOML:
     outflow = []                               # subtracted
     pressure = ["dma-01/inlet/pressure_m", "dma-01/pz-1/pressure_m"]   # inlet first
     consumption = []                           # customer meters, when present
+    interval_s = 0                             # reporting interval of its streams; 0 = learn
+    intervals = { "dma-01/amr-1/flow_lps" = 3600 }   # per stream, over interval_s
 
     [water]                                    # optional; every key has a default
     timezone = "Asia/Kolkata"
@@ -49,6 +51,12 @@ class DmaSettings:
     outflow: tuple[str, ...] = ()
     pressure: tuple[str, ...] = ()
     consumption: tuple[str, ...] = ()
+    interval_s: float = _field(
+        default=0.0, metadata=_help("reporting interval of the DMA's streams; 0 = learn it")
+    )
+    intervals: dict[str, float] = dataclasses.field(
+        default_factory=dict, metadata=_help("reporting interval per stream, in seconds")
+    )
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -62,6 +70,17 @@ class DmaSettings:
             split_stream_name(name)
         if len(set(names)) != len(names):
             raise ValueError(f"dma {self.name!r} lists a stream twice")
+        if self.interval_s < 0 or any(v <= 0 for v in self.intervals.values()):
+            raise ValueError(f"dma {self.name!r}: intervals are seconds > 0 (interval_s 0 = learn)")
+        unknown = sorted(set(self.intervals) - set(names))
+        if unknown:
+            raise ValueError(
+                f"dma {self.name!r}: intervals names streams it does not list: {unknown}"
+            )
+
+    def interval_of(self, stream: str) -> float:
+        """The configured reporting interval of a stream in seconds, 0 = learn it."""
+        return float(self.intervals.get(stream, self.interval_s))
 
     def streams(self) -> list[str]:
         return [*self.inflow, *self.outflow, *self.pressure, *self.consumption]
@@ -164,7 +183,12 @@ class WaterSettings:
         default=60.0, metadata=_help("a longer excursion is a new level, not a transient")
     )
     # sensor faults
-    dropout_s: float = _field(default=600.0, metadata=_help("silence that makes a dropout"))
+    dropout_s: float = _field(
+        default=600.0, metadata=_help("shortest silence that makes a dropout, in seconds")
+    )
+    dropout_intervals: float = _field(
+        default=4.0, metadata=_help("a dropout is also at least this many reporting intervals")
+    )
     stuck_s: float = _field(
         default=7200.0, metadata=_help("an exactly repeated value for this long is stuck")
     )
@@ -214,6 +238,8 @@ class WaterSettings:
             "burst_k",
             "burst_min_lps",
             "transient_k",
+            "dropout_s",
+            "dropout_intervals",
         ):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive")
@@ -234,6 +260,7 @@ class WaterSettings:
         p[wi.P_GRACE_MIN] = self.grace_minutes
         p[wi.P_GAP_RESET_MIN] = self.gap_reset_hours * 60
         p[wi.P_CLOCK_JUMP_MIN] = self.clock_jump_hours * 60
+        p[wi.P_DROPOUT_K] = self.dropout_intervals
         return p
 
     def step_params(self) -> np.ndarray:
