@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import json
 import signal
 import sqlite3
@@ -57,6 +58,12 @@ class Alerts:
         for a in bundle.alerts:
             self.latest[a.id] = a
         return bundle
+
+
+def iso_us(text: str) -> int:
+    """Microseconds since the epoch of an ISO 8601 time with its offset."""
+    delta = dt.datetime.fromisoformat(text) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return delta // dt.timedelta(microseconds=1)
 
 
 def keys(alerts: list[Alert] | dict[str, Alert]) -> set[tuple[str, str, int]]:
@@ -236,7 +243,10 @@ async def test_a_recording_replays_to_the_live_alerts_and_back_onto_the_wire(
     )
     assert code == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {(a["kind"], a["asset"], a["opened_at"]) for a in lines} == live
+    # the alerts JSONL spells times in ISO 8601, to the microsecond (docs/alerts-jsonl.md)
+    assert {(a["kind"], a["asset"], iso_us(a["detected_at"])) for a in lines} == {
+        (kind, asset, at // 1000) for kind, asset, at in live
+    }
 
     # the raw MQTT back on the wire, under a new prefix: a second gateway stores the same fixes
     again = f"{mqtt_prefix}-again"
