@@ -12,6 +12,7 @@ from firmware_sim.water.cli import parse_leak
 from gateway import __version__, alertdesk, replay
 from gateway.config import ConfigError
 from gateway.db import command as db_command
+from gateway.drivers.ais140 import command as ais140_command
 from gateway.logs import configure_logging
 from gateway.pipeline import outbox_command
 from gateway.settings import load_settings
@@ -30,6 +31,7 @@ examples:
   gateway replay --readings dma.csv --config gateway.toml --alerts-out alerts.jsonl
   gateway alerts --dsn postgresql://postgres@127.0.0.1/gateway --kind leak
   gateway outbox stats
+  gateway decode ais140 packets.txt     what the gateway makes of a tracking unit's packets
 
 Each command has its own --help with examples.
 """
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     alertdesk.register(sub)
     outbox_command.register(sub)
     db_command.register(sub)
+    ais140_command.register(sub)
     return parser
 
 

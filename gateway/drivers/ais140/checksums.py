@@ -1,0 +1,56 @@
+"""The checksum algorithms AIS-140 vendors use, and where each sits in a packet.
+
+AIS-140 leaves the checksum to the vendor. Seen in the field:
+
+    $...,171B56E1*      the last field, before '*'    (CRC-32 of '$' up to the checksum)
+    $...,0B,*           the same, and a trailing ','  (XOR of '$' up to the checksum)
+    $...*7B             after '*'                     (XOR of '$' up to and with the '*')
+    $...*226F7BD1       after '*'                     (CRC-32 of '$' up to the '*')
+    $...*3F2A           after '*'                     (CRC-16 of the bytes between '$' and '*')
+
+so a profile names the algorithm, the place (`after_star`, `last_field`) and the
+span it covers: `body` (between '$' and '*'), `dollar` ('$' up to the '*' or the
+checksum field) or `through` ('$' up to the first checksum character).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Final, Literal
+
+Algorithm = Literal["xor8", "crc16", "crc32", "none", "unknown"]
+Place = Literal["after_star", "last_field"]
+Span = Literal["body", "dollar", "through"]
+ALGORITHMS: Final = ("xor8", "crc16", "crc32", "none", "unknown")
+PLACES: Final = ("after_star", "last_field")
+SPANS: Final = ("body", "dollar", "through")
+
+
+def xor8(data: bytes) -> str:
+    acc = 0
+    for byte in data:
+        acc ^= byte
+    return f"{acc:02X}"
+
+
+def crc16(data: bytes) -> str:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return f"{crc:04X}"
+
+
+def crc32(data: bytes) -> str:
+    return f"{zlib.crc32(data):08X}"
+
+
+COMPUTE: Final[dict[str, Callable[[bytes], str]]] = {
+    "xor8": xor8,
+    "crc16": crc16,
+    "crc32": crc32,
+}
