@@ -167,6 +167,14 @@ def login(shape: str, imei: str, reg: str) -> bytes:
 
 
 def heartbeat(shape: str, imei: str) -> bytes:
+    """A health packet: the numbered format's, or the standard's $HLM with the vendor's
+    checksum."""
     if shape == "xyz123":
         return f"$,02,XYZ123,0.0.1,{imei},88,30,12.0,00010,00600,1000,01,00.1,00.0,".encode()
-    return f"$HBT,{shape.upper()},1.0,{imei},88*".encode()
+    vendor = {"roadrpa": "ROADRPA", "teltonika": "Teltonika", "ctpl": "CTPL"}[shape]
+    text = f"$HLM,{vendor},1.0,{imei},88,20,5,10,60,1000,0.0"
+    if shape == "teltonika":
+        return (text + "*" + _through(text + "*", "xor8")).encode()
+    text += ","
+    kind: Checksum = "crc32" if shape == "roadrpa" else "xor8"
+    return (text + _through(text, kind) + ("*" if shape == "roadrpa" else ",*")).encode()

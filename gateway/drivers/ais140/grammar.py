@@ -70,6 +70,20 @@ AFTER_TAMPER: Final = HEAD[HEAD.index("gsm_signal") :]
 # the emergency-server format after the longitude
 AFTER_LON_EMERGENCY: Final = ("altitude_m", "speed_kmh", "distance_km", "provider", "reg", "mobile")
 
+# the standard's health packet ($HLM), after the header
+HEALTH: Final = (
+    "vendor_id",
+    "firmware",
+    "imei",
+    "battery_pct",
+    "low_battery_threshold_pct",
+    "memory_used_pct",
+    "update_rate_ignition_on_s",
+    "update_rate_ignition_off_s",
+    "digital_inputs",
+    "analog_input",
+)
+
 _DEGREES = re.compile(r"\d{1,3}(?:\.\d+)?")
 _HEX = re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{4}|[0-9A-Fa-f]{2}")
 _IMEI = re.compile(r"\d{15}")
@@ -303,8 +317,11 @@ def read_login(fields: tuple[str, ...]) -> dict[str, str]:
 
 
 def read_heartbeat(fields: tuple[str, ...], names: tuple[str, ...]) -> dict[str, str]:
-    """A heartbeat's fields: by `names` where the profile gives them, else its IMEI only."""
+    """A heartbeat's fields: by `names` where the profile gives them, by the standard's
+    health layout when the IMEI is where it puts it, else the IMEI alone."""
     out = {"header": fields[0]}
+    if not names and len(fields) > 3 and _IMEI.fullmatch(fields[3]):
+        names = HEALTH
     if names:
         out.update(zip(names, fields[1:], strict=False))
         return out
