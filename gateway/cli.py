@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from firmware_sim.ais140 import cli as ais140_sim_cli
 from firmware_sim.buses import cli as buses_cli
 from firmware_sim.water import cli as water_cli
 from firmware_sim.water.cli import parse_leak
@@ -178,12 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated field devices that speak the real protocols.",
         epilog="examples:\n"
         "  gateway sim water --dmas 3 --speed 60\n"
-        "  gateway sim buses --buses 50\n",
+        "  gateway sim buses --buses 50\n"
+        "  gateway sim ais140 --devices 20\n",
         formatter_class=_formatter,
     )
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
     water_cli.register(sim_sub)
     buses_cli.register(sim_sub)
+    ais140_sim_cli.register(sim_sub)
     replay.register(sub)
     alertdesk.register(sub)
     outbox_command.register(sub)
