@@ -15,6 +15,7 @@ checksum field) or `through` ('$' up to the first checksum character).
 
 from __future__ import annotations
 
+import binascii
 import zlib
 from collections.abc import Callable
 from typing import Final, Literal
@@ -28,21 +29,20 @@ SPANS: Final = ("body", "dollar", "through")
 
 
 def xor8(data: bytes) -> str:
-    acc = 0
-    for byte in data:
-        acc ^= byte
+    """XOR of every byte, folding the bytes as one integer in halves (a byte loop in
+    Python costs about 10 times as much on a 250-byte packet)."""
+    size = 1 << max(len(data) - 1, 0).bit_length()
+    acc = int.from_bytes(data.rjust(size, b"\0"), "big")
+    width = size * 8
+    while width > 8:
+        width //= 2
+        acc = (acc >> width) ^ (acc & ((1 << width) - 1))
     return f"{acc:02X}"
 
 
 def crc16(data: bytes) -> str:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return f"{crc:04X}"
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF): binascii's CRC-CCITT from 0xFFFF."""
+    return f"{binascii.crc_hqx(data, 0xFFFF):04X}"
 
 
 def crc32(data: bytes) -> str:

@@ -34,6 +34,7 @@ from gateway.drivers.ais140.profiles import GENERIC, Profile, load_profiles
 LOGIN_HEADERS: Final = frozenset({"LGN"})
 HEARTBEAT_HEADERS: Final = frozenset({"HBT", "HLT"})
 HEALTH_HEADERS: Final = frozenset({"HLM", "HCK"})
+_FLAGS: Final = {"0": False, "1": True, "A": True, "V": False}
 _SHAPE_MISSES: Final = frozenset({"no_position", "no_imei"})
 _KNOWN: Final = frozenset(
     {*grammar.HEAD, "frame_number", "odometer_km", "message_type", "emergency_status", "reg"}
@@ -201,7 +202,7 @@ def _flag(f: Mapping[str, str], name: str, strict: bool) -> bool | None:
     text = f.get(name, "")
     if strict and text not in ("0", "1"):
         raise PacketError("bad_field", f"{name}={text!r} is not 0 or 1")
-    return {"0": False, "1": True, "A": True, "V": False}.get(text)
+    return _FLAGS.get(text)
 
 
 def _degrees(f: Mapping[str, str], name: str, neg: str, pos: str, hi: float) -> float:
@@ -221,8 +222,14 @@ def _time(f: Mapping[str, str], strict: bool) -> int | None:
     date, clock = f["date"], f["time"]
     if not strict and not (date + clock).strip("0"):
         return None  # a unit that has no time yet sends zeros
+    text = date + clock
     try:
-        stamp = dt.datetime.strptime(date + clock, "%d%m%Y%H%M%S").replace(tzinfo=dt.UTC)
+        if len(text) != 14 or not text.isdigit():
+            raise ValueError(text)
+        stamp = dt.datetime(
+            int(text[4:8]), int(text[2:4]), int(text[:2]),
+            int(text[8:10]), int(text[10:12]), int(text[12:14]), tzinfo=dt.UTC,
+        )  # fmt: skip
     except ValueError:
         raise PacketError(
             "bad_field", f"date/time {date!r} {clock!r} not ddmmyyyy hhmmss"
