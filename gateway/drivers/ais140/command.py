@@ -131,6 +131,8 @@ def _decode(args: argparse.Namespace) -> int:
         for out in decode_lines(parser, source):
             refused += not out["ok"]
             sys.stdout.write(json.dumps(out, allow_nan=False) + "\n")
+    except BrokenPipeError:  # `| head` has what it wanted
+        return 0
     finally:
         if source is not sys.stdin.buffer:
             source.close()

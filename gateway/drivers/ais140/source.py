@@ -1,17 +1,17 @@
 """Ais140Source: AIS-140 tracking units connect over TCP (or send UDP); bundles out.
 
-    unit --TCP--> _serve (one task per connection)
-        read --byte rate--> Framer.feed --frames--> Ais140Parser.parse
+    unit --TCP--> UnitConnection (connection.py: byte rate, linger, idle timeout)
+        bytes --> Framer.feed --frames--> Ais140Source.pieces --> Ais140Parser.parse
              --> IMEI -> vehicle (settings.vehicles) --> Accumulator.add
              --> acknowledgement, where the vendor profile says the unit expects one
         refused --> Reject(reason), counted; max_bad_frames in a row --> disconnected
     every flush_ms, every flush_packets packets, or at once for an emergency:
         Accumulator.take() --> Bundle(live) [+ Bundle(live=False) for history] --> emit
 
-One connection cannot stall another: each has its own task, its reads pause when
-it exceeds its byte rate, its packets beyond its packet rate are refused
-(`rate_limited`; an emergency never is), and a silent or half-open connection is
-closed after idle_timeout_s.
+One connection cannot stall another: its reads pause when it exceeds its byte
+rate, its packets beyond its packet rate are refused (`rate_limited`; an
+emergency never is), and a silent or half-open connection is closed after
+idle_timeout_s.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final, cast
+from typing import Final
 
 from gateway.drivers.ais140.accumulator import Accumulator
-from gateway.drivers.ais140.framer import FrameError, Framer
+from gateway.drivers.ais140.connection import Disconnect, Link, Unit, UnitConnection, UnitDatagrams
+from gateway.drivers.ais140.framer import FrameError, Piece
 from gateway.drivers.ais140.packets import Location, Login, Packet, PacketError
 from gateway.drivers.ais140.parser import Ais140Parser
 from gateway.drivers.ais140.profiles import load_profiles
@@ -39,7 +40,6 @@ from gateway.streams import StreamRegistry
 
 log = get_logger("gateway.ais140")
 
-READ_BYTES: Final = 4096
 MAX_UNSENT: Final = 65_536  # acks a unit does not read; past this it is disconnected
 
 
@@ -56,45 +56,6 @@ class Ais140SourceStats:
     checksums: Counter[str] = dataclasses.field(default_factory=Counter)
     profiles: Counter[str] = dataclasses.field(default_factory=Counter)
     bundles: int = 0
-
-
-class _Bucket:
-    """A token bucket on the source's clock."""
-
-    __slots__ = ("capacity", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst_s: float, now: float) -> None:
-        self.rate, self.capacity = rate, rate * burst_s
-        self.tokens, self.last = self.capacity, now
-
-    def take(self, amount: float, now: float) -> float:
-        """Takes `amount`; returns the seconds until the bucket is out of debt (0 if none)."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        self.tokens -= amount
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
-class _Unit:
-    """One connection's state."""
-
-    __slots__ = ("bad", "bytes", "framer", "imei", "last_reason", "limited", "packets", "peer")
-
-    def __init__(self, peer: str, settings: Ais140SourceSettings, now: float) -> None:
-        self.peer = peer
-        self.imei = ""
-        self.framer = Framer(settings.max_frame_bytes)
-        self.bytes = _Bucket(settings.max_bytes_per_s, settings.burst_s, now)
-        self.packets = _Bucket(settings.max_packets_per_s, settings.burst_s, now)
-        self.bad = 0  # bad frames in a row
-        self.limited = 0  # rate-limited packets in a row
-        self.last_reason = ""
-
-
-class _Disconnect(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Ais140Source:
@@ -121,17 +82,19 @@ class Ais140Source:
         self.listening = asyncio.Event()
         self._due: asyncio.Event | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._live: set[UnitConnection] = set()
 
     async def run(self, emit: Emit) -> None:
         self._due = asyncio.Event()
         s = self.settings
-        server = await asyncio.start_server(self._serve, s.host, s.port, limit=s.max_frame_bytes)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: UnitConnection(self, self._live), s.host, s.port, backlog=1024
+        )
         self.address = server.sockets[0].getsockname()[:2]
         if s.udp_port >= 0:
-            loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), local_addr=(s.host, s.udp_port)
+                lambda: UnitDatagrams(self, self._datagram), local_addr=(s.host, s.udp_port)
             )
             self.udp_address = self._udp.get_extra_info("sockname")[:2]
         log.info("ais140.listening", address=self.address, udp=self.udp_address)
@@ -148,100 +111,58 @@ class Ais140Source:
             if self._udp is not None:
                 self._udp.close()
             self.listening.clear()
-            for handler in list(self._handlers):  # the server leaves its connections open
-                handler.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+            for conn in list(self._live):  # the server leaves its connections open
+                conn.close("shutdown")
             await self._flush(emit)
+
+    def _datagram(self) -> None:
+        self.stats.datagrams += 1
 
     async def _flush(self, emit: Emit) -> None:
         for bundle in self.accumulator.take():
             self.stats.bundles += 1
             await emit(bundle)
 
-    # -- a connection ----------------------------------------------------------------
+    # -- the connections' handler ---------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = writer.get_extra_info("peername")[:2]
-        unit = _Unit(f"tcp:{host}:{port}", self.settings, self.clock())
+    def opened(self) -> bool:
+        """A connection asks to be served; False over max_connections."""
         if self.stats.connections >= self.settings.max_connections:
             self.stats.disconnects["max_connections"] += 1
-            log.warning("ais140.refused", peer=unit.peer, reason="max_connections")
-            writer.close()
-            return
+            log.warning("ais140.refused", reason="max_connections")
+            return False
         self.stats.connections += 1
         self.stats.accepted += 1
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        reason = "closed"
-        try:
-            await self._read(unit, reader, writer)
-        except _Disconnect as stop:
-            reason = stop.reason
-        except ConnectionError as err:
-            reason = f"connection_error:{type(err).__name__}"
-        except asyncio.CancelledError:
-            # the source is stopping: end the handler normally, since asyncio's stream
-            # callback (3.11) logs a cancelled handler task as an error
-            reason = "shutdown"
-        self._handlers.discard(handler)
+        return True
+
+    def paused(self, unit: Unit, seconds: float) -> None:
+        self.stats.throttled += 1
+
+    def closed(self, unit: Unit, reason: str) -> None:
+        if reason == "max_connections":
+            return  # counted when refused
         self.stats.connections -= 1
         self.stats.disconnects[reason] += 1
         level = log.info if reason in ("closed", "idle", "shutdown") else log.warning
         level("ais140.disconnect", peer=unit.peer, imei=unit.imei, reason=reason,
               last_reject=unit.last_reason)  # fmt: skip
-        writer.close()
-        if reason != "shutdown":
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
 
-    async def _read(
-        self, unit: _Unit, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        s = self.settings
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        while True:
-            idle_left = s.idle_timeout_s - (loop.time() - heard)
-            wait = min(s.frame_linger_s, idle_left) if unit.framer.pending else idle_left
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    data = await reader.read(READ_BYTES)
-            except TimeoutError:
-                if loop.time() - heard >= s.idle_timeout_s:
-                    self._pieces(unit, unit.framer.flush(), writer)
-                    raise _Disconnect("idle") from None
-                self._pieces(unit, unit.framer.flush(), writer)
-                continue
-            if not data:
-                self._pieces(unit, unit.framer.flush(), writer)
-                return
-            heard = loop.time()
-            pause = unit.bytes.take(len(data), self.clock())
-            if pause > 0:
-                self.stats.throttled += 1
-                await asyncio.sleep(pause)
-                unit.bytes.tokens = 0.0
-            self._pieces(unit, unit.framer.feed(data), writer)
-
-    def _pieces(self, unit: _Unit, pieces: list[bytes | FrameError], writer: _Writer) -> None:
+    def pieces(self, unit: Unit, pieces: list[Piece], link: Link) -> None:
+        """Decodes a unit's frames; raises Disconnect when the unit is to be dropped."""
         now = time.time_ns()
         for piece in pieces:
             if isinstance(piece, FrameError):
                 self._refuse(unit, now, piece.reason, piece.detail, piece.data)
             else:
-                self._packet(unit, piece, now, writer)
+                self._packet(unit, piece, now, link)
             if unit.bad >= self.settings.max_bad_frames:
-                raise _Disconnect("garbage")
+                raise Disconnect("garbage")
             if unit.limited >= self.settings.max_bad_frames:
-                raise _Disconnect("flood")
-        transport = writer.transport
-        if isinstance(transport, asyncio.WriteTransport) and (
-            transport.get_write_buffer_size() > MAX_UNSENT
-        ):
-            raise _Disconnect("not_reading")
+                raise Disconnect("flood")
+        if link.unsent() > MAX_UNSENT:
+            raise Disconnect("not_reading")
 
-    def _packet(self, unit: _Unit, data: bytes, now: int, writer: _Writer) -> None:
+    def _packet(self, unit: Unit, data: bytes, now: int, link: Link) -> None:
         try:
             packet = self.parser.parse(data)
             emergency = isinstance(packet, Location) and packet.alert_kind == "panic"
@@ -260,7 +181,7 @@ class Ais140Source:
         self.stats.checksums[packet.checksum] += 1
         self.stats.profiles[packet.profile] += 1
         self.accumulator.add(packet, vehicle, now)
-        self._ack(packet, writer)
+        self._ack(packet, link)
         due = self._due is not None and (
             emergency or len(self.accumulator) >= self.settings.flush_packets
         )
@@ -268,7 +189,7 @@ class Ais140Source:
             assert self._due is not None
             self._due.set()
 
-    def _vehicle(self, unit: _Unit, packet: Packet) -> str:
+    def _vehicle(self, unit: Unit, packet: Packet) -> str:
         imei = packet.imei or unit.imei
         vehicle = self.settings.vehicles.get(imei)
         if vehicle is None:
@@ -286,7 +207,7 @@ class Ais140Source:
             age = (now - ts_ns) / 1e9
             raise PacketError("too_old", f"time is {age:.0f} s old, beyond the history window")
 
-    def _ack(self, packet: Packet, writer: _Writer) -> None:
+    def _ack(self, packet: Packet, link: Link) -> None:
         profile = self.parser.profiles.get(packet.profile)
         if profile is None:
             return
@@ -296,10 +217,10 @@ class Ais140Source:
         if template:
             stamp = dt.datetime.now(dt.UTC).strftime("%d%m%Y%H%M%S")
             ack = template.replace("{now}", stamp).replace("{imei}", packet.imei)
-            writer.write(ack.encode("ascii") + b"\r\n")
+            link.write(ack.encode("ascii") + b"\r\n")
             self.stats.acks += 1
 
-    def _refuse(self, unit: _Unit, now: int, reason: str, detail: str, data: bytes) -> None:
+    def _refuse(self, unit: Unit, now: int, reason: str, detail: str, data: bytes) -> None:
         if reason != "rate_limited":
             unit.bad += 1
         unit.last_reason = reason
@@ -325,38 +246,3 @@ class Ais140Source:
         ):
             for key, value in counts.items():
                 yield Measurement(family, value, text, "counter", (*labels, ("reason", key)))
-
-
-class _UdpWriter:
-    """What `_pieces` needs of a writer, for a datagram's sender."""
-
-    def __init__(self, transport: asyncio.DatagramTransport, addr: tuple[str, int]) -> None:
-        self.transport = transport
-        self.addr = addr
-
-    def write(self, data: bytes) -> None:
-        self.transport.sendto(data, self.addr)
-
-
-_Writer = asyncio.StreamWriter | _UdpWriter
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    """UDP: each datagram holds whole packets; the sender's address is its channel."""
-
-    def __init__(self, source: Ais140Source) -> None:
-        self.source = source
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        assert self.transport is not None
-        source = self.source
-        source.stats.datagrams += 1
-        host, port = str(addr[0]), int(addr[1])
-        unit = _Unit(f"udp:{host}:{port}", source.settings, source.clock())
-        pieces = [*unit.framer.feed(data), *unit.framer.flush()]
-        with contextlib.suppress(_Disconnect):  # a datagram has no connection to close
-            source._pieces(unit, pieces, _UdpWriter(self.transport, (host, port)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 from firmware_sim.ais140 import encoder
 from tests.drivers.ais140.units import IMEIS, fix, running, until
@@ -189,3 +190,18 @@ async def test_udp_datagrams() -> None:
         await until(lambda: run.source.stats.packets == 2)
         assert run.source.stats.datagrams == 1
         transport.close()
+
+
+async def test_a_busy_loop_never_takes_a_pause_in_a_packet_for_its_end() -> None:
+    async with running(frame_linger_s=0.05) as run:
+        _, writer = await run.connect()
+        packet = encoder.location("roadrpa", fix(1, 1))
+        writer.write(packet[:60])
+        await writer.drain()
+        await until(lambda: run.source.stats.accepted == 1)
+        await asyncio.sleep(0.02)  # the first half is in, and the linger timer armed
+        writer.write(packet[60:] + b"\r\n")  # into the socket at once
+        time.sleep(0.3)  # the loop is busy past the linger while the rest waits
+        await until(lambda: run.source.stats.packets == 1)
+        assert not run.source.stats.rejects
+        writer.close()
