@@ -18,13 +18,14 @@ been emitted. CPU is this process's user+system time per packet over the same sp
 (the sender's process has the other core).
 
 Hold: `--hold` units (default 2,000) connect, log in and send one location each,
-then stay connected. The server's RSS is read before they connect and once every
-unit's location was decoded: the difference per connection, for the raw server
-(the asyncio stream alone) and for the gateway.
+then stay connected. In a fresh process for each server, its RSS is read (after
+a gc) before they connect and once every unit's location was decoded: the
+difference per connection, for the raw server (an asyncio stream and its task)
+and for the gateway (its protocol, framer, buckets and the unit's streams).
 
 Usage:
-    python -m bench.ais140_tcp                       # 1 and 50 connections, 3 rounds; 2,000 held
-    python -m bench.ais140_tcp --packets 2000 --rounds 1 --hold 500
+    python -m bench.ais140_tcp              # 1 and 50 connections x 2,000 packets, 3 rounds
+    python -m bench.ais140_tcp --packets 500 --rounds 1 --hold 500
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import multiprocessing as mp
 import resource
@@ -134,6 +136,7 @@ class Raw:
                 await reader.readuntil(b"\n")
                 self.count += 1
         writer.close()
+        self.connections -= 1
 
 
 async def run_raw(conns: int, packets: int) -> tuple[float, float]:
@@ -197,6 +200,21 @@ async def run_gateway(conns: int, packets: int) -> tuple[float, float]:
     return total / took, cpu / total * 1e6
 
 
+def _hold_child(units: int, gateway: bool, pipe: Connection) -> None:
+    logging.disable(logging.INFO)
+    pipe.send(asyncio.run(hold(units, gateway)))
+
+
+def hold_in_fresh_process(units: int, gateway: bool) -> float:
+    """`hold` in a process of its own, so that nothing measured before moves its RSS."""
+    ours, theirs = mp.get_context("spawn").Pipe()
+    proc = mp.get_context("spawn").Process(target=_hold_child, args=(units, gateway, theirs))
+    proc.start()
+    kib: float = ours.recv()
+    proc.join(30)
+    return kib
+
+
 async def hold(units: int, gateway: bool) -> float:
     """KiB of server RSS per connected unit."""
     source = gateway_source(units)
@@ -209,6 +227,7 @@ async def hold(units: int, gateway: bool) -> float:
         server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
     await asyncio.sleep(0.2)
+    gc.collect()
     before = rss_kib()
     proc, pipe = start_sender(port, units, 1, True)
     pipe.send("go")
@@ -219,9 +238,13 @@ async def hold(units: int, gateway: bool) -> float:
         else:
             while raw.count < 2 * units:
                 await asyncio.sleep(0.05)
+    gc.collect()
     after = rss_kib()
     pipe.send("close")
     proc.join(30)
+    async with asyncio.timeout(30):
+        while raw.connections or source.stats.connections:
+            await asyncio.sleep(0.05)
     if gateway:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -247,15 +270,16 @@ async def main(args: argparse.Namespace) -> None:
             cpu = statistics.median(cpus[who])
             print(f"{conns:>6} {who:>8} {rate:>10.0f} {rate / base:>6.3f} {cpu:>10.1f}")
     if args.hold:
-        raw_kib = await hold(args.hold, gateway=False)
-        gw_kib = await hold(args.hold, gateway=True)
-        print(f"held {args.hold} connections: raw {raw_kib:.1f} KiB each, gateway {gw_kib:.1f}")
+        for _ in range(args.rounds):
+            raw_kib = hold_in_fresh_process(args.hold, gateway=False)
+            gw_kib = hold_in_fresh_process(args.hold, gateway=True)
+            print(f"held {args.hold}: KiB RSS each: raw {raw_kib:.1f}, gateway {gw_kib:.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conns", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--packets", type=int, default=4000, help="per connection")
+    parser.add_argument("--packets", type=int, default=2000, help="per connection")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hold", type=int, default=2000, help="units held connected; 0: skip")
     asyncio.run(main(parser.parse_args()))
