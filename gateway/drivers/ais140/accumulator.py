@@ -14,7 +14,6 @@ a bus alike however its unit is connected.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from typing import Any, Final
 
 import numpy as np
@@ -73,8 +72,7 @@ class Accumulator:
         self._hist = _Rows()
         self._events: list[Event] = []
         self._rejects: list[Reject] = []
-        self.rejects: Counter[str] = Counter()
-        self.rejects_not_kept = 0
+        self.rejects_not_kept = 0  # counted by the source, but over max_rejects, so not kept
         self.packets = 0
 
     def __len__(self) -> int:
@@ -127,7 +125,6 @@ class Accumulator:
             self._events.append(Event(ts, asset, kind, "", data))
 
     def reject(self, now: int, channel: str, reason: str, detail: str, payload: bytes) -> None:
-        self.rejects[reason] += 1
         if len(self._rejects) < self.max_rejects:
             self._rejects.append(Reject(now, f"{self.source}:{channel}", reason, detail, payload))
         else:

@@ -237,6 +237,11 @@ class Ais140Source:
             ("ais140_packets_total", s.packets, "packets decoded"),
             ("ais140_acks_total", s.acks, "acknowledgements sent"),
             ("ais140_throttled_total", s.throttled, "reads paused for the byte rate"),
+            (
+                "ais140_rejects_not_kept_total",
+                self.accumulator.rejects_not_kept,
+                "rejects counted but not kept (over max_rejects_per_flush)",
+            ),
         ):
             yield Measurement(name, value, text, "counter", labels)
         for family, counts, text in (
