@@ -20,10 +20,11 @@ import zlib
 from collections.abc import Callable
 from typing import Final, Literal
 
-Algorithm = Literal["xor8", "crc16", "crc32", "none", "unknown"]
+# any: verified if one of the three holds over one of the spans (units of many vendors)
+Algorithm = Literal["xor8", "crc16", "crc32", "none", "unknown", "any"]
 Place = Literal["after_star", "last_field"]
 Span = Literal["body", "dollar", "through"]
-ALGORITHMS: Final = ("xor8", "crc16", "crc32", "none", "unknown")
+ALGORITHMS: Final = ("xor8", "crc16", "crc32", "none", "unknown", "any")
 PLACES: Final = ("after_star", "last_field")
 SPANS: Final = ("body", "dollar", "through")
 

@@ -84,7 +84,7 @@ HEALTH: Final = (
     "analog_input",
 )
 
-_DEGREES = re.compile(r"\d{1,3}(?:\.\d+)?")
+_DEGREES = re.compile(r"\d{1,5}(?:\.\d+)?")  # degrees, or NMEA ddmm.mmmm / dddmm.mmmm
 _HEX = re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{4}|[0-9A-Fa-f]{2}")
 _IMEI = re.compile(r"\d{15}")
 _DIGITS = re.compile(r"\d+")
@@ -210,7 +210,7 @@ def _before_imei(pre: tuple[str, ...], out: dict[str, str]) -> None:
         out["vendor_id"] = pre[0] if len(pre) > 1 else ""
         return
     k = len(pre) - 1
-    if k >= 0 and pre[k] in ("L", "H"):
+    if k >= 0 and pre[k] in ("L", "H", "S"):  # live, history; some firmwares: S (stored)
         out["packet_status"] = pre[k]
         k -= 1
     if k >= 2 and _DIGITS.fullmatch(pre[k]) and len(pre[k]) <= 2:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from gateway.drivers.ais140 import grammar
-from gateway.drivers.ais140.checksums import COMPUTE
+from gateway.drivers.ais140.checksums import COMPUTE, PLACES, SPANS
 from gateway.drivers.ais140.packets import (
     BeatKind,
     Checked,
@@ -34,6 +34,7 @@ from gateway.drivers.ais140.profiles import GENERIC, Profile, load_profiles
 LOGIN_HEADERS: Final = frozenset({"LGN"})
 HEARTBEAT_HEADERS: Final = frozenset({"HBT", "HLT"})
 HEALTH_HEADERS: Final = frozenset({"HLM", "HCK"})
+_BY_LENGTH: Final = {2: "xor8", 4: "crc16", 8: "crc32"}
 _FLAGS: Final = {"0": False, "1": True, "A": True, "V": False}
 _SHAPE_MISSES: Final = frozenset({"no_position", "no_imei"})
 _KNOWN: Final = frozenset(
@@ -86,8 +87,8 @@ class Ais140Parser:
                 continue
             named = dict(zip(candidate.login, fields[1:], strict=True))
             return _login(candidate.name, named, checked, strict=True)
-        if failure is not None:
-            raise failure
+        if failure is not None:  # a login in a fixed layout whose checksum fails may be
+            raise _NoFit(failure.reason, str(failure))  # another vendor's: try its shape
         if header in profile.heartbeat_headers and len(fields) - 1 == len(profile.heartbeat):
             checked, _ = self._checksum(profile, frame)
             named = dict(zip(profile.heartbeat, fields[1:], strict=True))
@@ -109,9 +110,7 @@ class Ais140Parser:
 
     def _anchored(self, profile: Profile | None, frame: grammar.Frame) -> Packet:
         name = profile.name if profile is not None else GENERIC
-        checked, fields = (
-            self._checksum(profile, frame) if profile else ("unverified", frame.fields)
-        )
+        checked, fields = self._checksum(profile, frame) if profile else _guess(frame)
         header = fields[0]
         if header in LOGIN_HEADERS or (profile is not None and header in profile.login_headers):
             return _login(name, grammar.read_login(fields), checked, strict=False)
@@ -143,6 +142,8 @@ class Ais140Parser:
             i = grammar.last_field(frame)
             if i is not None:
                 fields = fields[:i]
+        if profile.checksum == "any":
+            return _guess(frame)
         if profile.checksum in ("none", "unknown"):
             return "unverified", fields
         got = grammar.claimed(frame, profile.checksum_at)
@@ -157,6 +158,25 @@ class Ais140Parser:
         if profile.on_mismatch == "reject":
             raise PacketError("bad_checksum", f"checksum {text!r}, computed {want!r}")
         return "mismatch", fields
+
+
+def _guess(frame: grammar.Frame) -> tuple[Checked, tuple[str, ...]]:
+    """For the generic profile: `ok` if a checksum the packet carries verifies under one
+    of the algorithms and spans vendors use (then a checksum field is dropped), else
+    `unverified`: with the algorithm unknown, a mismatch says nothing."""
+    for place in PLACES:
+        got = grammar.claimed(frame, place)
+        if got is None:
+            continue
+        text, start = got
+        algorithm = _BY_LENGTH.get(len(text))
+        if algorithm is None:
+            continue
+        for span in SPANS:
+            if COMPUTE[algorithm](grammar.covered(frame, span, start)) == text.upper():
+                i = grammar.last_field(frame) if place == "last_field" else None
+                return "ok", frame.fields if i is None else frame.fields[:i]
+    return "unverified", frame.fields
 
 
 class _NoFit(Exception):
@@ -205,12 +225,20 @@ def _flag(f: Mapping[str, str], name: str, strict: bool) -> bool | None:
     return _FLAGS.get(text)
 
 
-def _degrees(f: Mapping[str, str], name: str, neg: str, pos: str, hi: float) -> float:
+def _degrees(
+    f: Mapping[str, str], name: str, neg: str, pos: str, hi: float, *, strict: bool = True
+) -> float:
     text, hemi = f[name], f[name + "_dir"]
     try:
         value = float(text)
     except ValueError:
         raise PacketError("bad_position", f"{name}={text!r} is not a number") from None
+    if not strict and len(text.partition(".")[0]) >= 4:
+        # NMEA's ddmm.mmmm (dddmm.mmmm): decimal degrees never have 4 integer digits
+        degrees, minutes = divmod(value, 100.0)
+        if minutes >= 60.0:
+            raise PacketError("bad_position", f"{name}={text!r}: {minutes:.4f} minutes")
+        value = degrees + minutes / 60.0
     if not 0.0 <= value <= hi:
         raise PacketError("bad_position", f"{name}={value} outside [0, {hi}]")
     if hemi not in (neg, pos):
@@ -242,9 +270,9 @@ def _location(profile: str, f: dict[str, str], checked: Checked, strict: bool) -
     if strict and status not in ("L", "H"):
         raise PacketError("bad_field", f"packet_status {status!r} is not L or H")
     message = f.get("message_type", "")
-    live = status != "H" and f.get("emergency_status") != "SP"
-    lat = _degrees(f, "lat", "S", "N", 90.0)
-    lon = _degrees(f, "lon", "W", "E", 180.0)
+    live = status not in ("H", "S") and f.get("emergency_status") != "SP"
+    lat = _degrees(f, "lat", "S", "N", 90.0, strict=strict)
+    lon = _degrees(f, "lon", "W", "E", 180.0, strict=strict)
     emergency = _flag(f, "emergency", strict) or False
     tamper = f.get("tamper")
     return Location(
@@ -284,8 +312,8 @@ def _location(profile: str, f: dict[str, str], checked: Checked, strict: bool) -
 def _login(profile: str, f: dict[str, str], checked: Checked, strict: bool) -> Login:
     lat = lon = None
     if strict or "lat" in f:
-        lat = _degrees(f, "lat", "S", "N", 90.0)
-        lon = _degrees(f, "lon", "W", "E", 180.0)
+        lat = _degrees(f, "lat", "S", "N", 90.0, strict=strict)
+        lon = _degrees(f, "lon", "W", "E", 180.0, strict=strict)
     return Login(
         profile=profile,
         vendor=f.get("vendor_id", ""),

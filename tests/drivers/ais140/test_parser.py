@@ -110,3 +110,40 @@ def test_bad_profile_files_name_the_fix(tmp_path: Path, toml: str, message: str)
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         load_profiles(path)
     assert str(path) in str(err.value)
+
+
+def _xor_body(text: str) -> str:
+    return f"{text}*{xor8(text[1:].encode())}"
+
+
+def test_nmea_coordinates_stored_packets_and_a_generic_checksum_that_holds() -> None:
+    text = (
+        "$PVT,NEWCO,1.5.8,NR,1,S,861234567890123,MH12AB1234,1,11082026,143000,"
+        "1845.1234,N,07312.5678,E,060.5,180.00,08,123.4,01.2,00.9,AIRTEL,1,1,12.0,4.1,0,C,"
+        "18,404,20,00D6,CFBD,15,00D6,CFBD,14,00D5,CFBC,12,00D4,CFBB,10,00D3,CFBA,1010,00,"
+        "000042,0.00,0.00,00123.4,(),()"
+    )
+    packet = PARSER.parse(_xor_body(text).encode())
+    assert isinstance(packet, Location) and packet.profile == "generic"
+    assert packet.lat == pytest.approx(18 + 45.1234 / 60) and not packet.live
+    assert packet.lon == pytest.approx(73 + 12.5678 / 60) and packet.checksum == "ok"
+    wrong = PARSER.parse((_xor_body(text)[:-2] + "00").encode())
+    assert wrong.checksum == "unverified"  # with the algorithm unknown, no verdict
+    with pytest.raises(PacketError) as err:
+        PARSER.parse(text.replace("1845.1234", "1875.1234").encode())
+    assert err.value.reason == "bad_position"  # 75 minutes
+
+
+def test_a_standard_login_with_another_checksum_is_read_by_shape() -> None:
+    login = PARSER.parse(
+        b"$LGN,MH12AB1234,861100064831908,1.ONTC,018.520430,N,073.856743,E,C27326CF*"
+    )
+    assert isinstance(login, Login) and login.profile == "generic"
+    assert (login.imei, login.vehicle_reg, login.lat) == ("861100064831908", "MH12AB1234", 18.52043)
+
+
+def test_the_emergency_format_takes_any_vendors_checksum() -> None:
+    text = "$EPB,EMR,861234567890123,NM,11082026143000,A,18.52,N,73.85,E,560.0,20.0,0.0,G,MH12,98"
+    packet = PARSER.parse(_xor_body(text).encode())
+    assert isinstance(packet, Location) and packet.profile == "emergency"
+    assert packet.checksum == "ok" and packet.alert_kind == "panic"
