@@ -105,6 +105,8 @@ class Location:
             return "panic_cleared"
         if self.alarm:
             return "panic"
+        if self.packet_type == "NR":  # normal: whatever alert id a vendor puts beside it
+            return None
         kind = PACKET_TYPE_KINDS.get(self.packet_type)
         if kind is None and self.alert_id is not None:
             kind = ALERT_KINDS.get(self.alert_id)

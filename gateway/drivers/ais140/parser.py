@@ -33,7 +33,7 @@ from gateway.drivers.ais140.profiles import GENERIC, Profile, load_profiles
 
 LOGIN_HEADERS: Final = frozenset({"LGN"})
 HEARTBEAT_HEADERS: Final = frozenset({"HBT", "HLT"})
-HEALTH_HEADERS: Final = frozenset({"HLM", "HCK"})
+HEALTH_HEADERS: Final = frozenset({"HLM", "HLP", "HCK"})
 _BY_LENGTH: Final = {2: "xor8", 4: "crc16", 8: "crc32"}
 _FLAGS: Final = {"0": False, "1": True, "A": True, "V": False}
 _SHAPE_MISSES: Final = frozenset({"no_position", "no_imei"})
@@ -66,6 +66,12 @@ class Ais140Parser:
             if listed is not None:
                 raise miss.error from None
             fit_error = miss.error
+        except PacketError as err:
+            # the default layout's XOR is a guess for a vendor no profile lists: if it
+            # does not hold, the generic profile reads the packet (checksum unverified)
+            if listed is not None or err.reason != "bad_checksum":
+                raise
+            fit_error = err
         try:
             return self._anchored(None, frame)
         except PacketError as err:
@@ -87,8 +93,8 @@ class Ais140Parser:
                 continue
             named = dict(zip(candidate.login, fields[1:], strict=True))
             return _login(candidate.name, named, checked, strict=True)
-        if failure is not None:  # a login in a fixed layout whose checksum fails may be
-            raise _NoFit(failure.reason, str(failure))  # another vendor's: try its shape
+        if failure is not None:
+            raise failure
         if header in profile.heartbeat_headers and len(fields) - 1 == len(profile.heartbeat):
             checked, _ = self._checksum(profile, frame)
             named = dict(zip(profile.heartbeat, fields[1:], strict=True))
@@ -233,8 +239,8 @@ def _degrees(
         value = float(text)
     except ValueError:
         raise PacketError("bad_position", f"{name}={text!r} is not a number") from None
-    if not strict and len(text.partition(".")[0]) >= 4:
-        # NMEA's ddmm.mmmm (dddmm.mmmm): decimal degrees never have 4 integer digits
+    if not strict and value > hi:
+        # NMEA's ddmm.mmmm (dddmm.mmmm); zero-padded degrees (00028.45) are not
         degrees, minutes = divmod(value, 100.0)
         if minutes >= 60.0:
             raise PacketError("bad_position", f"{name}={text!r}: {minutes:.4f} minutes")

@@ -147,3 +147,24 @@ def test_the_emergency_format_takes_any_vendors_checksum() -> None:
     packet = PARSER.parse(_xor_body(text).encode())
     assert isinstance(packet, Location) and packet.profile == "emergency"
     assert packet.checksum == "ok" and packet.alert_kind == "panic"
+
+
+def test_an_unlisted_vendors_checksum_is_not_refused_a_listed_ones_is() -> None:
+    values = {"header": "NRM", "vendor_id": "ACME", "packet_type": "NR", "alert_id": "06",
+              "packet_status": "L", "imei": FIX.imei, "vehicle_reg": "MH12", "gps_fix": "1",
+              "date": "28112026", "time": "014501", "lat": "18.5", "lat_dir": "N",
+              "lon": "73.8", "lon_dir": "E", "speed_kmh": "1", "heading": "1", "sats": "1",
+              "ignition": "1", "main_power": "1", "main_v": "1", "battery_v": "1",
+              "emergency": "0", "tamper": "C", "gsm_signal": "1", "frame_number": "1"}  # fmt: skip
+    good = encoder.fixed_location("arai", values)
+    assert PARSER.parse(good).profile == "arai"
+    other = PARSER.parse(good[:-2] + b"00")
+    assert isinstance(other, Location) and (other.profile, other.checksum) == (
+        "generic",
+        "unverified",
+    )
+    assert other.alert_kind is None  # NR: a normal packet, whatever the alert id beside it
+    sim = encoder.fixed_location("gwsim", {**values, "vendor_id": "GWSIM"})
+    with pytest.raises(PacketError) as err:
+        PARSER.parse(sim[:-4] + b"0000")
+    assert err.value.reason == "bad_checksum"

@@ -283,8 +283,8 @@ def test_ais140_login_heartbeat_and_panic(parser: ais140.Ais140Parser) -> None:
 @pytest.mark.parametrize(
     ("reason", "data"),
     [
-        ("bad_checksum", packet()[:-2] + b"00"),
-        ("bad_checksum", packet().rpartition(b"*")[0]),
+        ("bad_checksum", packet("gwsim", vendor_id="GWSIM")[:-4] + b"0000"),
+        ("bad_checksum", packet("gwsim", vendor_id="GWSIM").rpartition(b"*")[0]),
         ("bad_packet", b"NRM,ACME"),
         ("bad_packet", b"$NRM,ACME*00*11"),
         ("bad_packet", "$NRM,ÄCME*00".encode()),
