@@ -110,7 +110,8 @@ class Ais140Parser:
                 f"{len(fields)} fields, profile {profile.name} expects {len(names)}",
             )
         checked, _ = self._checksum(profile, frame)
-        return _location(profile.name, dict(zip(names, fields, strict=True)), checked, True)
+        named = dict(zip(names, fields, strict=True))
+        return _location(profile.name, named, checked, True, profile.utc_offset_minutes)
 
     # -- anchored and generic ------------------------------------------------------
 
@@ -137,7 +138,8 @@ class Ais140Parser:
             raise
         if frame.trailer:
             named["trailer"] = frame.trailer
-        return _location(name, named, checked, False)
+        offset = profile.utc_offset_minutes if profile is not None else 0
+        return _location(name, named, checked, False, offset)
 
     # -- checksums -------------------------------------------------------------------
 
@@ -271,7 +273,9 @@ def _time(f: Mapping[str, str], strict: bool) -> int | None:
     return int(stamp.timestamp()) * 1_000_000_000
 
 
-def _location(profile: str, f: dict[str, str], checked: Checked, strict: bool) -> Location:
+def _location(
+    profile: str, f: dict[str, str], checked: Checked, strict: bool, offset_min: int
+) -> Location:
     status = f.get("packet_status", "")
     if strict and status not in ("L", "H"):
         raise PacketError("bad_field", f"packet_status {status!r} is not L or H")
@@ -281,6 +285,9 @@ def _location(profile: str, f: dict[str, str], checked: Checked, strict: bool) -
     lon = _degrees(f, "lon", "W", "E", 180.0, strict=strict)
     emergency = _flag(f, "emergency", strict) or False
     tamper = f.get("tamper")
+    ts = _time(f, strict)
+    if ts is not None:
+        ts -= offset_min * 60_000_000_000  # the unit's clock is local time
     return Location(
         profile=profile,
         vendor=f.get("vendor_id", ""),
@@ -291,7 +298,7 @@ def _location(profile: str, f: dict[str, str], checked: Checked, strict: bool) -
         imei=f["imei"],
         vehicle_reg=f.get("vehicle_reg") or f.get("reg", ""),
         gps_fix=_flag(f, "gps_fix", strict) or False,
-        ts_ns=_time(f, strict),
+        ts_ns=ts,
         lat=lat,
         lon=lon,
         speed_kmh=_number(f, "speed_kmh", 0.0, 300.0, strict),

@@ -43,6 +43,7 @@ class Profile:
     health: tuple[str, ...] = ()
     ack_login: str = ""
     ack_heartbeat: str = ""
+    utc_offset_minutes: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class Profile:
             raise ValueError(f"{where}: checksum must be one of {', '.join(ALGORITHMS)}")
         if self.checksum_at not in PLACES or self.checksum_span not in SPANS:
             raise ValueError(f"{where}: checksum_at {PLACES}, checksum_span {SPANS}")
+        if not -720 <= self.utc_offset_minutes <= 840:
+            raise ValueError(f"{where}: utc_offset_minutes must be in [-720, 840] (IST: 330)")
         if self.on_mismatch not in ("reject", "keep"):
             raise ValueError(f"{where}: on_mismatch must be reject or keep")
         if self.layout == "fixed":

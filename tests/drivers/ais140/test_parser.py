@@ -168,3 +168,16 @@ def test_an_unlisted_vendors_checksum_is_not_refused_a_listed_ones_is() -> None:
     with pytest.raises(PacketError) as err:
         PARSER.parse(sim[:-4] + b"0000")
     assert err.value.reason == "bad_checksum"
+
+
+def test_a_profile_can_say_its_units_send_local_time(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.toml"
+    text = (Path(__file__).parents[3] / "gateway/drivers/ais140/profiles.toml").read_text()
+    path.write_text(
+        text.replace('vendors = ["CTPL"]', 'vendors = ["CTPL"]\nutc_offset_minutes = 330')
+    )
+    ist = Ais140Parser(load_profiles(path)).parse(encoder.location("ctpl", FIX))
+    utc = PARSER.parse(encoder.location("ctpl", FIX))
+    assert isinstance(ist, Location) and isinstance(utc, Location)
+    assert ist.ts_ns is not None and utc.ts_ns is not None
+    assert utc.ts_ns - ist.ts_ns == 330 * 60 * 10**9
