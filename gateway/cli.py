@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from firmware_sim import replay as sim_replay
+from firmware_sim.ais140 import cli as ais140_sim_cli
 from firmware_sim.buses import cli as buses_cli
 from firmware_sim.water import cli as water_cli
 from firmware_sim.water.cli import parse_leak
 from gateway import __version__, alertdesk, replay
 from gateway.config import ConfigError
 from gateway.db import command as db_command
+from gateway.drivers.ais140 import command as ais140_command
 from gateway.helptext import HelpFormatter
 from gateway.logs import configure_logging
 from gateway.pipeline import outbox_command
@@ -33,6 +35,7 @@ examples:
   gateway replay --readings dma.csv --config gateway.toml --alerts-out alerts.jsonl
   gateway alerts --dsn postgresql://postgres@127.0.0.1/gateway --kind leak
   gateway outbox stats -c config/gateway.example.toml
+  gateway decode ais140 packets.txt     what the gateway makes of a tracking unit's packets
 
 Each command has its own --help with examples.
 """
@@ -216,17 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated field devices that speak the real protocols.",
         epilog="examples:\n"
         "  gateway sim water --dmas 3 --speed 60\n"
-        "  gateway sim buses --buses 50\n",
+        "  gateway sim buses --buses 50\n"
+        "  gateway sim ais140 --devices 20\n",
         formatter_class=_formatter,
     )
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
     water_cli.register(sim_sub)
     buses_cli.register(sim_sub)
     sim_replay.register(sim_sub)
+    ais140_sim_cli.register(sim_sub)
     replay.register(sub)
     alertdesk.register(sub)
     outbox_command.register(sub)
     db_command.register(sub)
+    ais140_command.register(sub)
     return parser
 
 

@@ -52,6 +52,12 @@ SOURCES: Final[dict[str, PartType]] = {
         "bus positions, CAN and health over MQTT",
         vehicles=True,
     ),
+    "ais140": PartType(
+        "gateway.drivers.ais140.settings:Ais140SourceSettings",
+        "gateway.drivers.ais140.source:Ais140Source",
+        "AIS-140 tracking units connecting over TCP (or UDP), any vendor's packets",
+        vehicles=True,
+    ),
 }
 
 SINKS: Final[dict[str, PartType]] = {

@@ -31,9 +31,9 @@ import random
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
+from firmware_sim.ais140.encoder import gwsim_location
 from firmware_sim.buses import ecu
 from firmware_sim.buses.routes import Route, offset
-from gateway.drivers.mqtt import ais140
 
 FaultKind = Literal[
     "gps_jump", "silence", "overheat", "oil_drop", "battery_sag", "panic", "dtc", "detour"
@@ -50,7 +50,6 @@ FAULT_KINDS: tuple[str, ...] = (
 )
 PvtFormat = Literal["json", "ais140", "both"]
 CanFormat = Literal["signals", "frames"]
-_PROFILE = ais140.load_profiles()["gwsim"]
 _ECU = ecu.EcuEncoder()
 TOPIC_VERSION = "v1"
 
@@ -117,7 +116,7 @@ class Bus:
     def __init__(self, index: int, route: Route, settings: FleetSettings) -> None:
         self.index = index
         self.id = vehicle_id(index)
-        self.reg = ais140.normalise_reg(self.id)
+        self.reg = "".join(c for c in self.id.upper() if c.isalnum())  # MH12PM0001
         self.imei = f"86{settings.seed % 1000:03d}{index:010d}"[:15]
         self.route = route
         self.settings = settings
@@ -318,9 +317,7 @@ class Bus:
             "digital_outputs": "00",
             "analog_input": "0.0",
         }
-        return Message(
-            self._topic("ais140"), ais140.build_location(_PROFILE, values), self.settings.qos
-        )
+        return Message(self._topic("ais140"), gwsim_location(values), self.settings.qos)
 
     def _signals(self) -> dict[str, float]:
         return {

@@ -32,7 +32,8 @@ import numpy as np
 
 from gateway.batch import FixBatch, Quality, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.drivers.mqtt import ais140, j1939
+from gateway.drivers import ais140
+from gateway.drivers.mqtt import j1939
 from gateway.drivers.mqtt.payloads import (
     CAN_QUANTITIES,
     AlertMsg,
@@ -105,7 +106,8 @@ class MqttSourceSettings:
     )
     sequence_window: int = 256
     ais140_profiles: str = dataclasses.field(
-        default="", metadata={"help": "AIS-140 vendor profiles TOML; default the built-in file"}
+        default="",
+        metadata={"help": "AIS-140 vendor profiles TOML; default gateway/drivers/ais140's"},
     )
     dbc: str = dataclasses.field(default="", metadata={"help": "J1939 DBC; default built-in"})
     max_rejects_per_flush: int = 1000
@@ -453,10 +455,12 @@ class MqttSource:
     def _ais140_packet(self, route: _Route, payload: bytes, now: int) -> None:
         packet = self._ais140.parse(payload)
         if isinstance(packet, ais140.Heartbeat):
-            stream = self._stream(route, "unit_battery_pct")
-            self._reading(self._live, now, stream, packet.battery_pct, 0)
+            if packet.battery_pct is not None:
+                stream = self._stream(route, "unit_battery_pct")
+                self._reading(self._live, now, stream, packet.battery_pct, 0)
             return
-        if ais140.normalise_reg(packet.vehicle_reg) != ais140.normalise_reg(route.vehicle):
+        reg = ais140.normalise_reg(packet.vehicle_reg)
+        if reg and reg != ais140.normalise_reg(route.vehicle):
             raise PayloadError(
                 "spoofed_vehicle", f"packet vehicle {packet.vehicle_reg!r} on {route.vehicle!r}"
             )
@@ -464,31 +468,38 @@ class MqttSource:
             login = {"imei": packet.imei, "firmware": packet.firmware, "protocol": packet.protocol}
             self._events.append(Event(now, route.asset, "login", "unit logged in", login))
             return
-        check_time(packet.ts_ns // 1_000_000, now, self._limits)
-        if not self.sequences.observe(route.key, packet.frame_number):
-            raise PayloadError("duplicate", f"frame number {packet.frame_number} already received")
-        ts = packet.ts_ns
+        if packet.ts_ns is not None:
+            check_time(packet.ts_ns // 1_000_000, now, self._limits)
+        frame = packet.frame_number
+        if frame is not None and not self.sequences.observe(route.key, frame):
+            raise PayloadError("duplicate", f"frame number {frame} already received")
+        ts = packet.ts_ns if packet.ts_ns is not None else now
         cols = self._live if packet.live else self._hist
-        cols.fixes_buf += _pack_fix(
-            ts,
-            route.vid,
-            packet.lat,
-            packet.lon,
-            packet.speed_kmh / KMH_PER_MS,
-            packet.heading,
-            3 if packet.gps_fix else 0,
-        )
-        self._reading(cols, ts, self._stream(route, "main_v"), packet.main_v, 0)
-        self._reading(cols, ts, self._stream(route, "unit_battery_v"), packet.battery_v, 0)
-        self._reading(cols, ts, self._stream(route, "gsm_csq"), float(packet.gsm_signal), 0)
-        self._reading(cols, ts, self._stream(route, "ignition"), float(packet.ignition), 0)
+        if packet.has_position:
+            cols.fixes_buf += _pack_fix(
+                ts,
+                route.vid,
+                packet.lat,
+                packet.lon,
+                NAN if packet.speed_kmh is None else packet.speed_kmh / KMH_PER_MS,
+                NAN if packet.heading is None else packet.heading,
+                3 if packet.gps_fix else 0,
+            )
+        for quantity, value in (
+            ("main_v", packet.main_v),
+            ("unit_battery_v", packet.battery_v),
+            ("gsm_csq", packet.gsm_signal),
+            ("ignition", packet.ignition),
+        ):
+            if value is not None:
+                self._reading(cols, ts, self._stream(route, quantity), float(value), 0)
         kind = packet.alert_kind
         if kind is not None:
             data: dict[str, Any] = {
                 "lat": packet.lat,
                 "lon": packet.lon,
                 "live": packet.live,
-                "seq": packet.frame_number,
+                "seq": frame,
                 "via": "ais140",
                 "packet_type": packet.packet_type,
                 "alert_id": packet.alert_id,

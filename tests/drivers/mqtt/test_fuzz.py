@@ -8,7 +8,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.drivers.mqtt import ais140, j1939
+from firmware_sim.ais140 import encoder
+from gateway.drivers import ais140
+from gateway.drivers.mqtt import j1939
 from gateway.drivers.mqtt.payloads import DECODERS, PayloadError, check
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
 from gateway.streams import StreamRegistry
@@ -83,8 +85,8 @@ def test_json_payloads_survive_raw_bytes(kind: str, data: bytes) -> None:
         assert err.reason in REASONS
 
 
-GOOD = ais140.build_location(
-    PARSER.profiles["arai"],
+GOOD = encoder.fixed_location(
+    "arai",
     {
         "header": "NRM",
         "vendor_id": "ACME",
@@ -121,7 +123,7 @@ def mutated_packets(draw: st.DrawFn) -> bytes:
         i = draw(st.integers(0, len(fields_) - 1))
         fields_[i] = draw(st.text(alphabet="0123456789.-NSEWLH$*,x ", max_size=10))
     checksum = draw(st.sampled_from(["xor8", "crc16", "none"]))
-    return ais140.frame(fields_, checksum)  # type: ignore[arg-type]
+    return encoder.frame(fields_, checksum)  # type: ignore[arg-type]
 
 
 @settings(max_examples=400, deadline=None)

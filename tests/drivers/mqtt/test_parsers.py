@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from gateway.drivers.mqtt import ais140, j1939
+from firmware_sim.ais140 import encoder
+from gateway.drivers import ais140
+from gateway.drivers.ais140 import checksums
+from gateway.drivers.mqtt import j1939
 from gateway.drivers.mqtt.payloads import Can, Dtc, Limits, PayloadError, Pvt, check
 from gateway.drivers.mqtt.sequence import SequenceTracker
 from gateway.drivers.mqtt.topics import (
@@ -234,8 +237,7 @@ def parser() -> ais140.Ais140Parser:
 
 
 def packet(profile: str = "arai", **over: str) -> bytes:
-    profiles = ais140.load_profiles()
-    return ais140.build_location(profiles[profile], {**FIELDS, **over})
+    return encoder.fixed_location(profile, {**FIELDS, **over})
 
 
 def test_ais140_live_and_history(parser: ais140.Ais140Parser) -> None:
@@ -257,7 +259,7 @@ def test_ais140_live_and_history(parser: ais140.Ais140Parser) -> None:
 def test_ais140_profile_by_vendor(parser: ais140.Ais140Parser) -> None:
     sim = parser.parse(packet("gwsim", vendor_id="GWSIM", odometer_km="12.5"))
     assert isinstance(sim, ais140.Location)
-    assert sim.profile == "gwsim" and sim.extra["odometer_km"] == "12.5"
+    assert sim.profile == "gwsim" and sim.odometer_km == 12.5
     # the arai layout sent under the sim's vendor id has the wrong fields and checksum
     with pytest.raises(ais140.PacketError):
         parser.parse(packet("arai", vendor_id="GWSIM"))
@@ -265,14 +267,14 @@ def test_ais140_profile_by_vendor(parser: ais140.Ais140Parser) -> None:
 
 def test_ais140_login_heartbeat_and_panic(parser: ais140.Ais140Parser) -> None:
     login = parser.parse(
-        ais140.frame(
+        encoder.frame(
             ["LGN", "MH12KQ4321", "861234567890123", "2.1", "AIS140", "18.5", "N", "73.8", "E"],
             "xor8",
         )
     )
     assert isinstance(login, ais140.Login) and login.vehicle_reg == "MH12KQ4321"
     beat_fields = ["HBT", "ACME", "2.1", "861234567890123", "88", "20", "5", "10", "60"]
-    beat = parser.parse(ais140.frame([*beat_fields, "1000", "0.0"], "xor8"))
+    beat = parser.parse(encoder.frame([*beat_fields, "1000", "0.0"], "xor8"))
     assert isinstance(beat, ais140.Heartbeat) and beat.battery_pct == 88.0
     panic = parser.parse(packet(header="EPB", packet_type="EA", alert_id="10", emergency="1"))
     assert isinstance(panic, ais140.Location) and panic.alert_kind == "panic"
@@ -281,14 +283,14 @@ def test_ais140_login_heartbeat_and_panic(parser: ais140.Ais140Parser) -> None:
 @pytest.mark.parametrize(
     ("reason", "data"),
     [
-        ("bad_checksum", packet()[:-2] + b"00"),
-        ("bad_checksum", packet().rpartition(b"*")[0]),
+        ("bad_checksum", packet("gwsim", vendor_id="GWSIM")[:-4] + b"0000"),
+        ("bad_checksum", packet("gwsim", vendor_id="GWSIM").rpartition(b"*")[0]),
         ("bad_packet", b"NRM,ACME"),
         ("bad_packet", b"$NRM,ACME*00*11"),
         ("bad_packet", "$NRM,ÄCME*00".encode()),
-        ("unknown_header", ais140.frame(["XYZ", "ACME", "1"], "xor8")),
-        ("wrong_field_count", ais140.frame(["NRM", "ACME", "1"], "xor8")),
-        ("wrong_field_count", ais140.frame(["LGN", "MH12"], "xor8")),
+        ("unknown_header", encoder.frame(["XYZ", "ACME", "1"], "xor8")),
+        ("wrong_field_count", encoder.frame(["NRM", "ACME", "1"], "xor8")),
+        ("wrong_field_count", encoder.frame(["LGN", "MH12"], "xor8")),
         ("bad_position", packet(lat="95.0")),
         ("bad_position", packet(lon_dir="X")),
         ("bad_field", packet(date="31022026")),
@@ -305,8 +307,8 @@ def test_ais140_bad_packets(parser: ais140.Ais140Parser, reason: str, data: byte
 
 
 def test_ais140_checksums_known_values() -> None:
-    assert ais140.xor8(b"GPGGA,1") == f"{_xor(b'GPGGA,1'):02X}"
-    assert ais140.crc16(b"123456789") == "29B1"  # the CRC-16/CCITT-FALSE check value
+    assert checksums.xor8(b"GPGGA,1") == f"{_xor(b'GPGGA,1'):02X}"
+    assert checksums.crc16(b"123456789") == "29B1"  # the CRC-16/CCITT-FALSE check value
 
 
 def _xor(data: bytes) -> int:

@@ -9,8 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from firmware_sim.ais140 import encoder
 from gateway.batch import Quality
-from gateway.drivers.mqtt import ais140, j1939
+from gateway.drivers.mqtt import j1939
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
 from gateway.streams import StreamRegistry
 
@@ -119,7 +120,7 @@ def ais(status: str = "L", frame: int = 1, **over: str) -> bytes:
         "frame_number": str(frame),
     }
     values.update(over)
-    return ais140.build_location(ais140.load_profiles()["gwsim"], values)
+    return encoder.fixed_location("gwsim", values)
 
 
 def test_ais140_live_history_and_panic(source: MqttSource) -> None:
