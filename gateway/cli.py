@@ -1,25 +1,23 @@
-"""The `gateway` command line."""
+"""The `gateway` command line.
+
+`gateway --help` loads none of the commands: each is a line of COMMANDS, and
+only the command named on the line is imported to build its full parser, so
+the help starts fast and needs none of numba, pymodbus, paho, psycopg or the
+simulators.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from firmware_sim import replay as sim_replay
-from firmware_sim.ais140 import cli as ais140_sim_cli
-from firmware_sim.buses import cli as buses_cli
-from firmware_sim.water import cli as water_cli
-from firmware_sim.water.cli import parse_leak
-from gateway import __version__, alertdesk, replay
+from gateway import __version__
 from gateway.config import ConfigError
-from gateway.db import command as db_command
-from gateway.drivers.ais140 import command as ais140_command
 from gateway.helptext import HelpFormatter
 from gateway.logs import configure_logging
-from gateway.pipeline import outbox_command
-from gateway.settings import load_settings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -68,6 +66,7 @@ def add_command(
 def _check_config(args: argparse.Namespace) -> int:
     from gateway.build import build  # noqa: PLC0415 - keeps `gateway --help` fast
     from gateway.registry import SINKS  # noqa: PLC0415
+    from gateway.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(args.config)
     gateway = build(settings, file=args.config, check=True)  # makes every part, starts none
@@ -91,6 +90,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway  # noqa: PLC0415 - keeps `gateway --help` fast
+    from gateway.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(args.config)
     # the file's [log] section, unless the command line says otherwise
@@ -106,21 +106,8 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gateway",
-        description="Telemetry gateway for a city's water network (Modbus) and bus fleet (MQTT).",
-        epilog=EPILOG,
-        formatter_class=_formatter,
-    )
-    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
-    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="log at this level and above (default: info, or [log] level of the config)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from firmware_sim.water.cli import parse_leak  # noqa: PLC0415 - only for `gateway demo`
 
     demo = add_command(
         sub,
@@ -187,6 +174,72 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a burst (default 2:2h:10)",
     )
 
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = sub.add_parser(
+        "sim",
+        help="simulated field devices that speak the real protocols",
+        description="Simulated field devices that speak the real protocols.",
+        epilog="examples:\n"
+        "  gateway sim water --dmas 3 --speed 60\n"
+        "  gateway sim buses --buses 50\n"
+        "  gateway sim ais140 --devices 20\n",
+        formatter_class=_formatter,
+    )
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
+    for module in (
+        "firmware_sim.water.cli",
+        "firmware_sim.buses.cli",
+        "firmware_sim.replay",
+        "firmware_sim.ais140.cli",
+    ):
+        importlib.import_module(module).register(sim_sub)
+
+
+Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+# each command: its one-line summary, and what adds its parser ("module:function" is
+# imported only when that command runs)
+COMMANDS: dict[str, tuple[str, Adder | str]] = {
+    "demo": ("run simulated meters and buses through the gateway into PostgreSQL", _add_demo),
+    "sim": ("simulated field devices that speak the real protocols", _add_sim),
+    "replay": ("run recorded readings or a recording through the detectors",
+               "gateway.replay:register"),
+    "alerts": ("list and acknowledge alerts", "gateway.alertdesk:register"),
+    "outbox": ("inspect or recover the durable outbox",
+               "gateway.pipeline.outbox_command:register"),
+    "db": ("the central database: migrate, status", "gateway.db.command:register"),
+    "decode": ("what the gateway makes of a device's packets",
+               "gateway.drivers.ais140.command:register"),
+}  # fmt: skip
+
+
+def _adder(add: Adder | str) -> Adder:
+    if callable(add):
+        return add
+    module, _, name = add.partition(":")
+    found: Adder = getattr(importlib.import_module(module), name)
+    return found
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, the full parser of that command alone
+    (the others are named in the help, not built)."""
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Telemetry gateway for a city's water network (Modbus) and bus fleet (MQTT).",
+        epilog=EPILOG,
+        formatter_class=_formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log at this level and above (default: info, or [log] level of the config)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
     check = add_command(
         sub,
         "check-config",
@@ -213,32 +266,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/recording.md)",
     )
 
-    sim = sub.add_parser(
-        "sim",
-        help="simulated field devices that speak the real protocols",
-        description="Simulated field devices that speak the real protocols.",
-        epilog="examples:\n"
-        "  gateway sim water --dmas 3 --speed 60\n"
-        "  gateway sim buses --buses 50\n"
-        "  gateway sim ais140 --devices 20\n",
-        formatter_class=_formatter,
-    )
-    sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICES", required=True)
-    water_cli.register(sim_sub)
-    buses_cli.register(sim_sub)
-    sim_replay.register(sim_sub)
-    ais140_sim_cli.register(sim_sub)
-    replay.register(sub)
-    alertdesk.register(sub)
-    outbox_command.register(sub)
-    db_command.register(sub)
-    ais140_command.register(sub)
+    for name, (summary, add) in COMMANDS.items():
+        if only is None or only == name:
+            _adder(add)(sub)
+        else:  # named in the help, built only when used
+            sub.add_parser(name, help=summary)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str:
+    """The command a command line names ("" for none, e.g. `gateway --help`)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)  # its value
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(words))
+    args = parser.parse_args(words)
     configure_logging("json" if args.log_json else "kv", args.log_level or "info")
     func: Command = args.func
     try:

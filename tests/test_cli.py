@@ -137,3 +137,22 @@ def test_run_reads_the_log_section_of_its_config(tmp_path: Path) -> None:
     rest = proc.communicate(timeout=30)[1]
     assert json.loads(first)["event"] == "gateway.idle", first
     assert '"level": "info"' not in rest, "info lines are below the configured level"
+
+
+def test_help_loads_none_of_the_heavy_libraries_nor_the_simulators() -> None:
+    probe = (
+        "import sys\n"
+        "from gateway.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('numba', 'pymodbus', 'paho', 'psycopg', 'firmware_sim', 'numpy')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-1] == "[]", out
+
+
+def test_a_command_after_options_is_still_found() -> None:
+    args = build_parser("outbox").parse_args(["--log-level", "debug", "outbox", "stats"])
+    assert args.command == "outbox" and args.log_level == "debug"
