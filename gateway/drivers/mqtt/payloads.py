@@ -195,7 +195,10 @@ def check_time(ts_ms: int, now_ns: int, limits: Limits) -> int:
         raise PayloadError("future_timestamp", f"ts is {ahead:.0f} s ahead of the gateway clock")
     if ts < now_ns - int(limits.history_window_s * 1e9):
         age = (now_ns - ts) / 1e9
-        raise PayloadError("too_old", f"ts is {age:.0f} s old, beyond the history window")
+        hint = ""
+        if abs(ts * 1000 - now_ns) <= int(limits.history_window_s * 1e9):
+            hint = "; it looks like seconds since the epoch: ts is milliseconds (multiply by 1000)"
+        raise PayloadError("too_old", f"ts is {age:.0f} s old, beyond the history window{hint}")
     return ts
 
 

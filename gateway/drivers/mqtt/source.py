@@ -24,7 +24,7 @@ import dataclasses
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,6 +51,7 @@ from gateway.drivers.mqtt.sequence import SequenceTracker
 from gateway.drivers.mqtt.topics import KINDS, TopicError, parse_topic, subscription
 from gateway.events import Event, Reject
 from gateway.logs import get_logger
+from gateway.metrics import Measurement
 from gateway.mqtt.client import MqttClient, MqttSettings
 from gateway.mqtt.topics import check_prefix
 from gateway.parts import Emit, Wiring
@@ -139,6 +140,7 @@ class MqttSourceStats:
     gaps_counted: bool = True  # False under a shared subscription: each peer sees a subset
 
 
+REJECT_LOG_S: Final = 60.0  # a summary of rejects is logged at most this often
 FIX_ROW: Final = struct.Struct("<qiddffB")  # ts, vehicle, lat, lon, speed, heading, fix
 READING_ROW: Final = struct.Struct("<qidB")  # ts, stream, value, quality
 _FIX_DTYPE: Final = np.dtype([(name, dtype) for name, dtype in FixBatch.DTYPES.items()])
@@ -218,6 +220,10 @@ class MqttSource:
         self._hist = _Rows()
         self._events: list[Event] = []
         self._rejects: list[Reject] = []
+        self._unlogged: Counter[str] = Counter()  # rejects since the last mqtt.rejects line
+        self._last_reject = ("", "", "")
+        self._log_after = float("-inf")
+        self.clock = time.monotonic  # for the reject log's rate limit
         self._pending = 0
         self._full: asyncio.Event | None = None
         self._handlers: dict[str, Callable[[_Route, bytes, int], None]] = {
@@ -260,6 +266,7 @@ class MqttSource:
     async def _flush(self, emit: Emit) -> None:
         """Emit what was decoded, then acknowledge those messages to the broker: a
         message is acknowledged only once it is in the outbox."""
+        self._log_rejects()  # the tail of a burst of rejects is told too
         assert self.client is not None
         received = self.client.take_received()
         for bundle in self.take():
@@ -336,10 +343,55 @@ class MqttSource:
 
     def _reject(self, now: int, topic: str, reason: str, detail: str, payload: bytes) -> None:
         self.stats.rejects[reason] += 1
+        self._unlogged[reason] += 1
+        self._last_reject = (topic, reason, detail)
+        self._log_rejects()
         if len(self._rejects) < self.settings.max_rejects_per_flush:
             self._rejects.append(Reject(now, f"mqtt:{topic}", reason, detail, payload))
         else:
             self.stats.rejects_not_kept += 1
+
+    def _log_rejects(self) -> None:
+        """The first reject at once, then a summary at most every REJECT_LOG_S seconds."""
+        now = self.clock()
+        if not self._unlogged or now < self._log_after:
+            return
+        topic, reason, detail = self._last_reject
+        log.warning(
+            "mqtt.rejects",
+            source=self.name,
+            counts=",".join(f"{r}={n}" for r, n in sorted(self._unlogged.items())),
+            last_topic=topic,
+            last_reason=reason,
+            last_detail=detail[:200],
+            next_summary_s=REJECT_LOG_S,
+        )
+        self._unlogged.clear()
+        self._log_after = now + REJECT_LOG_S
+
+    def measurements(self) -> Iterator[Measurement]:
+        labels = (("source", self.name),)
+        s = self.stats
+        up = self.client is not None and self.client.stats.state == "connected"
+        yield Measurement("mqtt_connected", float(up), "1 while connected", labels=labels)
+        yield Measurement("mqtt_messages_total", s.messages, "messages received", "counter", labels)
+        yield Measurement("mqtt_fixes_total", s.fixes, "GPS fixes decoded", "counter", labels)
+        yield Measurement("mqtt_readings_total", s.readings, "readings decoded", "counter", labels)
+        yield Measurement(
+            "mqtt_history_rows_total", s.history_rows, "rows a unit sent late", "counter", labels
+        )
+        for reason, count in sorted(s.rejects.items()):
+            yield Measurement(
+                "mqtt_rejects_total", count, "messages refused, by reason", "counter",
+                (*labels, ("reason", reason)),
+            )  # fmt: skip
+        yield Measurement(
+            "mqtt_rejects_not_kept_total",
+            s.rejects_not_kept,
+            "rejects counted but not stored (over max_rejects_per_flush)",
+            "counter",
+            labels,
+        )
 
     def _fresh(self, route: _Route, seq: int | None) -> None:
         if seq is not None and not self.sequences.observe(route.key, seq):

@@ -13,6 +13,7 @@ from firmware_sim.ais140 import encoder
 from gateway.batch import Quality
 from gateway.drivers.mqtt import j1939
 from gateway.drivers.mqtt.source import MqttSource, MqttSourceSettings
+from gateway.metrics import render
 from gateway.streams import StreamRegistry
 
 
@@ -268,3 +269,32 @@ def test_settings_are_checked() -> None:
         MqttSourceSettings(prefix="pmpml/#")
     with pytest.raises(ValueError, match="flush"):
         MqttSourceSettings(flush_messages=0)
+
+
+def test_rejects_are_in_the_metrics_by_reason_and_logged_as_a_rate_limited_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = MqttSource(MqttSourceSettings(), StreamRegistry())
+    clock = [1000.0]
+    source.clock = lambda: clock[0]
+    with caplog.at_level("WARNING", logger="gateway.mqtt"):
+        source.handle("pmpml/v1/B1/pvt", b"{")  # the first is told at once
+        for _ in range(9):
+            source.handle("pmpml/v1/B1/pvt", b"{")
+        source.handle("pmpml/v1/B1/oops", b"{}")
+        clock[0] += 61  # a minute on: the ten since are summed in one line
+        source.handle("pmpml/v1/B1/pvt", b"{")
+    lines = [r._fields for r in caplog.records if r.getMessage() == "mqtt.rejects"]  # type: ignore[attr-defined]
+    assert [line["counts"] for line in lines] == ["bad_json=1", "bad_json=10,bad_topic=1"]
+    text = render([source]).decode()
+    assert 'gateway_mqtt_rejects_total{reason="bad_json",source="mqtt"} 11.0' in text
+    assert 'gateway_mqtt_rejects_total{reason="bad_topic",source="mqtt"} 1.0' in text
+
+
+def test_a_ts_in_seconds_is_refused_with_a_hint() -> None:
+    source = MqttSource(MqttSourceSettings(), StreamRegistry())
+    seconds = int(time.time())
+    source.handle("pmpml/v1/B1/pvt", js(v=1, vehicle="B1", ts=seconds, lat=18.0, lon=73.0))
+    (bundle,) = source.take()
+    (reject,) = bundle.rejects
+    assert reject.reason == "too_old" and "looks like seconds" in reject.detail
