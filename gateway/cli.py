@@ -125,6 +125,9 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument("--dmas", type=int, default=2, help="simulated DMAs (2 meters each)")
     demo.add_argument("--buses", type=int, default=10, help="simulated buses over MQTT; 0 for none")
     demo.add_argument(
+        "--ais140", type=int, default=5, help="simulated AIS-140 units over TCP; 0 for none"
+    )
+    demo.add_argument(
         "--no-rtu",
         dest="rtu",
         action="store_false",

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import os
 import shlex
+import socket
 import sys
 import tempfile
 import time
@@ -31,6 +32,10 @@ from typing import TextIO, TypeVar
 
 import psycopg
 
+from firmware_sim.ais140.units import Fault as UnitFault
+from firmware_sim.ais140.units import UnitsSettings, run_units
+from firmware_sim.ais140.units import vehicle_of as ais140_vehicle_of
+from firmware_sim.ais140.units import vehicles as ais140_vehicles
 from firmware_sim.buses.fleet import Fault, Fleet, FleetSettings, vehicle_id
 from firmware_sim.buses.publisher import BrokerTarget, BusPublisher
 from firmware_sim.buses.routes import PmpmlRoutes
@@ -46,6 +51,7 @@ from gateway.bundle import Bundle
 from gateway.db.migrate import MigrationError, ensure_database
 from gateway.db.settings import PostgresSettings
 from gateway.demo_feed import BUS_FAULT_ALERTS, AlertPrinter, Clock, FaultTable, FleetView, Injected
+from gateway.drivers.ais140.settings import Ais140SourceSettings
 from gateway.drivers.modbus.settings import ModbusSettings
 from gateway.drivers.modbus.source import ModbusSource
 from gateway.drivers.mqtt.source import MqttSourceSettings
@@ -108,6 +114,18 @@ def network_start(now_s: float) -> float:
     a demo of a few minutes at 600x stays in the past."""
     local = now_s + IST_S - DAY_S
     return (local // DAY_S) * DAY_S + 23 * 3600 - DAY_S - IST_S
+
+
+def tracker_faults(units: UnitsSettings, clock: Clock) -> list[Injected]:
+    """The emergency button pressed on a tracking unit: the panic alert should follow."""
+    started = time.time_ns()
+    return [
+        Injected(
+            f"{f.kind} on AIS-140 unit", f"bus/{ais140_vehicle_of(f.unit)}", ("panic",),
+            started + round(f.at_s * NS_PER_S), clock,
+        )
+        for f in units.faults
+    ]  # fmt: skip
 
 
 def dma_settings(dmas: int) -> list[DmaSettings]:
@@ -230,8 +248,14 @@ class Demo:
         )
         return Part("postgres", "postgres", PostgresSettings(dsn=dsn)), f"postgres {db}"
 
-    def settings(
-        self, sim: WaterNetworkSim, sink: Part, outbox: str, prefix: str, poll: float
+    def settings(  # noqa: PLR0917 - the demo's one place that puts its parts together
+        self,
+        sim: WaterNetworkSim,
+        sink: Part,
+        outbox: str,
+        prefix: str,
+        poll: float,
+        units: UnitsSettings | None,
     ) -> Settings:
         """The demo's gateway, as a config file would give it to `gateway run`."""
         a = self.args
@@ -239,6 +263,11 @@ class Demo:
         if a.buses:
             broker = MqttSettings(client_id=f"{prefix}-gateway", session_expiry_s=300)
             sources.append(Part("buses", "mqtt", MqttSourceSettings(broker=broker, prefix=prefix)))
+        if units is not None:
+            trackers = Ais140SourceSettings(
+                host="127.0.0.1", port=units.port, vehicles=ais140_vehicles(units)
+            )
+            sources.append(Part("trackers", "ais140", trackers))
         return Settings(
             gateway=GatewaySettings(id=self.gateway_id),
             pipeline=PipelineSettings(batch_max_seconds=0.5, drain_timeout=5.0),
@@ -248,6 +277,22 @@ class Demo:
             sinks=(sink,),
             vehicle_rules=VehicleRulesSettings(models={"default": DEMO_BUS_THRESHOLDS}),
             dma=tuple(dma_settings(a.dmas)),
+        )
+
+    def trackers(self) -> UnitsSettings | None:
+        """AIS-140 units numbered after the MQTT buses, so their vehicles differ."""
+        if not self.args.ais140:
+            return None
+        with socket.socket() as s:  # a free port for the gateway to listen on
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        return UnitsSettings(
+            port=port,
+            devices=self.args.ais140,
+            period_s=2.0,
+            heartbeat_s=20.0,
+            first=self.args.buses,
+            faults=(UnitFault("panic", self.args.buses, 6.0, 10.0),),
         )
 
     async def run(self) -> int:
@@ -264,7 +309,8 @@ class Demo:
         bus_faults = [Fault.parse(f) for f in DEMO_FAULTS if int(f.split(":")[1]) < a.buses]
         async with WaterNetworkSim(sim_settings) as sim:
             with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
-                settings = self.settings(sim, sink, tmp, prefix, poll)
+                units = self.trackers()
+                settings = self.settings(sim, sink, tmp, prefix, poll, units)
                 zone = settings.water.timezone
                 network, wall = Clock.simulated(a.speed, zone), Clock.wall(zone)
                 faults = FaultTable(
@@ -298,6 +344,15 @@ class Demo:
                     fleet = BusFleet(a.buses, prefix, bus_faults)
                     faults.add(fleet.injected(wall))
                     self.describe_fleet(prefix)
+                if units is not None:
+                    faults.add(tracker_faults(units, wall))
+                    injected = ", ".join(f"{f.kind}:{f.unit}:{f.at_s:g}" for f in units.faults)
+                    self.say(
+                        f"Simulated AIS-140 units: {units.devices} tracking units of "
+                        f"{len(units.shapes)} vendors' shapes connecting over TCP to "
+                        f"127.0.0.1:{units.port}, one packet every {units.period_s:g} s; "
+                        f"faults injected: {injected}."
+                    )
                 sim.restart_clock()
                 meters.clock = lambda: int((start_s + sim.sim_time()) * NS_PER_S)
                 runtime = gateway.runtime
@@ -318,6 +373,8 @@ class Demo:
                     )
                     if fleet is not None:
                         tg.create_task(fleet.run(stop))
+                    if units is not None:
+                        tg.create_task(run_units(units, stop))
                     if a.duration > 0:
                         tg.create_task(stop_after(a.duration, stop))
                 elapsed = time.monotonic() - started

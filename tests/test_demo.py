@@ -27,6 +27,7 @@ DEFAULT_FAULTS = {
     "panic on bus/MH12-PM-0002": "panic bus/MH12-PM-0002",
     "gps jump on bus/MH12-PM-0003": "gps_jump bus/MH12-PM-0003",
     "dtc on bus/MH12-PM-0004": "dtc bus/MH12-PM-0004",
+    "panic on AIS-140 unit on bus/MH12-PM-0011": "panic bus/MH12-PM-0011",
 }
 
 
@@ -91,6 +92,8 @@ def test_demo_falls_back_to_sqlite_and_says_so(tmp_path: Path) -> None:
         "--duration",
         "3",
         "--buses",
+        "0",
+        "--ais140",
         "0",
         "--dsn",
         "postgresql://postgres@127.0.0.1:1/x",

@@ -62,6 +62,7 @@ class UnitsSettings:
     period_s: float = 10.0
     heartbeat_s: float = 60.0
     seed: int = 1
+    first: int = 0  # the first unit's number: units first .. first + devices - 1
     shapes: tuple[str, ...] = tuple(encoder.SHAPES)
     faults: tuple[Fault, ...] = ()
 
@@ -83,7 +84,8 @@ def vehicle_of(index: int) -> str:
 
 def vehicles(settings: UnitsSettings) -> dict[str, str]:
     """IMEI -> vehicle id, for the gateway's [ais140.vehicles]."""
-    return {imei_of(i, settings.seed): vehicle_of(i) for i in range(settings.devices)}
+    numbers = range(settings.first, settings.first + settings.devices)
+    return {imei_of(i, settings.seed): vehicle_of(i) for i in numbers}
 
 
 @dataclasses.dataclass(slots=True)
@@ -214,6 +216,6 @@ def _corrupt(packet: bytes) -> bytes:
 async def run_units(settings: UnitsSettings, stop: asyncio.Event) -> SimStats:
     stats = SimStats()
     async with asyncio.TaskGroup() as tg:
-        for i in range(settings.devices):
+        for i in range(settings.first, settings.first + settings.devices):
             tg.create_task(SimUnit(i, settings, stats).run(stop), name=f"ais140-unit-{i}")
     return stats
