@@ -61,7 +61,7 @@ import math
 import sys
 import time
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +169,11 @@ def replay(
     skip_bad: bool = False,
     batch_rows: int = 50_000,
     progress: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayResult:
-    """Replay a CSV through the water detectors (and the generic one for scores)."""
+    """Replay a CSV through the water detectors (and the generic one for scores).
+    With `speed`, data time is paced on `clock` with `sleep` (tests pass a fake pair)."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
     dmas, water = load_water_config(config)
@@ -190,13 +193,13 @@ def replay(
     scores = np.empty(n) if scorer else None
     transitions: list[Alert] = []
     aggregates: list[AggregateBatch] = []
-    wall0 = time.monotonic()
+    wall0 = clock()
     bar = _progress(n, enabled=progress and n >= _PROGRESS_ROWS)
     for lo in range(0, n, batch_rows):
         part = batch[lo : lo + batch_rows]
         if speed:
             due = wall0 + (int(part.ts[0]) - int(batch.ts[0])) / 1e9 / speed
-            time.sleep(max(0.0, due - time.monotonic()))
+            sleep(max(0.0, due - clock()))
         if scorer is not None and scores is not None:
             scores[lo : lo + len(part)] = scorer.score(part.ts, part.stream, part.value)
         out = detectors.process(aggregator.process(Bundle(readings=part)))

@@ -165,14 +165,16 @@ def test_plot_and_progress_bar(
     assert "replay [" in err and "100.0%" in err
 
 
-def test_speed_paces_the_replay(tmp_path: Path, config: Path) -> None:
+def test_speed_paces_the_replay_on_data_time(tmp_path: Path, config: Path) -> None:
     readings = tmp_path / "r.csv"
     write_dma_csv(readings, 0.02)  # 28 minutes of data
-    import time  # noqa: PLC0415
-
-    t = time.monotonic()
-    replay(readings, config, speed=3000.0, batch_rows=10, progress=False)  # 28 min / 3000 = 0.56 s
-    assert time.monotonic() - t >= 0.5
+    now = [0.0]
+    replay(readings, config, speed=60.0, batch_rows=10, progress=False,
+           clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))  # fmt: skip
+    # at 60x, each batch waits until its first reading's data time / 60 on the clock
+    ts = parse_readings(readings).ts
+    first, last = ts[0], ts[(len(ts) - 1) // 10 * 10]  # the data time of the last batch
+    assert now[0] >= (int(last) - int(first)) / 1e9 / 60 > 20
 
 
 def test_replay_on_a_nab_file(tmp_path: Path) -> None:
