@@ -16,6 +16,7 @@ from gateway.helptext import HelpFormatter
 from gateway.logs import configure_logging
 from gateway.pipeline import outbox_command
 from gateway.settings import load_settings
+from gateway.transit import command as eta_command
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     alertdesk.register(sub)
     outbox_command.register(sub)
     db_command.register(sub)
+    eta_command.register(sub)
     return parser
 
 
