@@ -29,7 +29,7 @@ from pathlib import Path
 
 from gateway.transit.avl import AvlFix, read_avl
 from gateway.transit.matcher import Arrival
-from gateway.transit.predictor import Method, Prediction
+from gateway.transit.predictor import Method, Prediction, PredictorSettings
 from gateway.transit.replay import make_stage, replay
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -62,8 +62,8 @@ class Run:
     fixes: list[tuple[str, float, str, int, int]] = dataclasses.field(default_factory=list)
 
 
-def collect(data: Path) -> tuple[Run, float]:
-    stage = make_stage(data / GTFS, (), METHODS)
+def collect(data: Path, settings: PredictorSettings | None = None) -> tuple[Run, float]:
+    stage = make_stage(data / GTFS, (), METHODS, settings)
     fixes = read_avl(data / AVL)
     run = Run()
 

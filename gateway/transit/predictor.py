@@ -9,7 +9,9 @@ Three methods, each giving every prediction an uncertainty (one standard deviati
   so far), blended with the last bus on each segment through TheTransitClock's Kalman
   filter; where a segment has no history, its scheduled time scaled by the route's
   learned actual/scheduled ratio. Beyond TheTransitClock, the vehicle's own pace on
-  its trip so far carries into the next segments, fading with distance.
+  its trip so far carries into the next segments, fading with distance, and far
+  ahead the estimate leans on the deviation one (up to 60% at 20 min), whose
+  timetable carries the time-of-day effects a day's few traversals cannot yet.
 
 All methods share the layover rule: a vehicle at its first stop before departure
 leaves on time. No prediction is earlier than the fix it is made at.
@@ -51,9 +53,12 @@ class PredictorSettings:
     horizon_s: float = 1800.0  # predict stops up to this far ahead
     last_bus_age_s: float = 2700.0  # an older previous bus is not "the last bus"
     initial_error: float = 900.0  # s², the filter error the chain of segments starts with
-    min_history: int = 2  # traversals needed to trust a segment's own history
+    min_history: int = 5  # traversals needed to trust a segment's own history
     pace_fade_m: float = 2500.0  # how far the vehicle's own pace carries downstream
-    pace_weight: float = 0.5  # how much of the vehicle's pace is taken at distance 0
+    pace_weight: float = 0.25  # how much of the vehicle's pace is taken at distance 0
+    hold_early_s: float = -1.0  # never earlier than this before the timetable; < 0: off
+    deviation_weight: float = 0.6  # share of OneBusAway's estimate in ours, far ahead
+    deviation_ramp_s: float = 1200.0  # ... reached this far ahead, rising from 0 at now
 
 
 class Predictor:
@@ -126,6 +131,7 @@ class Predictor:
             start = max(start, 1)
         error = s.initial_error
         total_var = 0.0
+        late = 0.0 if self._layover(m) else m.deviation_s
         out: list[tuple[int, tuple[float, float]]] = []
         if m.next_stop == 0:
             out.append((0, (t, 60.0)))
@@ -146,8 +152,13 @@ class Predictor:
                 left = float(stop_m[i]) - m.progress_m
                 duration *= min(max(left / leg, 0.0), 1.0) if leg > 0 else 0.0
             t += max(duration, 0.0)
+            if s.hold_early_s >= 0:
+                t = max(t, m.day_start_s + float(trip.departure_s[i]) - s.hold_early_s)
             total_var += error
-            if t - now > s.horizon_s:
+            oba = max(m.day_start_s + float(trip.arrival_s[i]) + late, now)
+            w = s.deviation_weight * min((t - now) / s.deviation_ramp_s, 1.0)
+            at = (1.0 - w) * t + w * oba
+            if at - now > s.horizon_s:
                 break
-            out.append((i, (t, math.sqrt(total_var + 900.0))))
+            out.append((i, (at, math.sqrt(total_var + 900.0))))
         return out

@@ -30,7 +30,7 @@ from gateway.streams import Interner
 from gateway.transit.avl import AvlFix, read_avl
 from gateway.transit.feed import load_feed
 from gateway.transit.matcher import Arrival
-from gateway.transit.predictor import Method, Prediction
+from gateway.transit.predictor import Method, Prediction, PredictorSettings
 from gateway.transit.stage import EtaSettings, EtaStage
 
 HEADER = ("made_at", "vehicle_id", "trip_id", "stop_sequence", "stop_id", "predicted_arrival")
@@ -66,9 +66,16 @@ def replay(
 
 
 def make_stage(
-    gtfs: Path, history: Sequence[Path], methods: Sequence[Method] = (Method.KALMAN,)
+    gtfs: Path,
+    history: Sequence[Path],
+    methods: Sequence[Method] = (Method.KALMAN,),
+    predictor: PredictorSettings | None = None,
 ) -> EtaStage:
-    settings = EtaSettings(gtfs=str(gtfs), methods=tuple(m.value for m in methods))
+    settings = EtaSettings(
+        gtfs=str(gtfs),
+        methods=tuple(m.value for m in methods),
+        predictor=predictor or PredictorSettings(),
+    )
     stage = EtaStage(load_feed(gtfs), settings, Interner())
     for path in history:
         stage.learn_history(
