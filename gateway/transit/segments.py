@@ -26,7 +26,7 @@ class Traversal:
 
 
 class SegmentHistory:
-    def __init__(self, window_s: float = 3600.0, keep: int = 64) -> None:
+    def __init__(self, window_s: float = 3 * 3600.0, keep: int = 256) -> None:
         self.window_s = window_s  # time-of-day half-width of "the same time of day"
         self.keep = keep
         self._segments: dict[SegmentKey, deque[Traversal]] = {}
