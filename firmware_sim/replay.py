@@ -26,6 +26,8 @@ from typing import IO
 
 import numpy as np
 
+from gateway.helptext import HelpFormatter
+
 HEADER = ["received_at", "source", "topic", "payload_b64"]
 
 
@@ -170,7 +172,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="put a recording's raw MQTT messages back on the wire",
         description=__doc__,
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("directory", metavar="DIR", help="a `gateway run --record` folder")
     p.add_argument(

@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 
 from gateway.config import check_timezone
 from gateway.db.problems import connect_problem
+from gateway.helptext import HelpFormatter
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -357,7 +358,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="list open alerts, or acknowledge one",
         description="List open alerts (from PostgreSQL or a JSONL file) or acknowledge one.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _database_options(p)
     p.add_argument("--from", dest="from_file", metavar="FILE.jsonl", help="read a JSONL file")
@@ -378,7 +379,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="acknowledge an alert",
         description="Acknowledge one alert by id (once; a second ack changes nothing).",
         epilog="examples:\n  gateway alerts ack 3f2a9c0d1e5b7a64 --by asha\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ack.add_argument("id", help="the alert id (first column of `gateway alerts`)")
     ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")

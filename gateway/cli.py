@@ -214,6 +214,7 @@ COMMANDS: dict[str, tuple[str, Adder | str]] = {
     "db": ("the central database: migrate, status", "gateway.db.command:register"),
     "decode": ("what the gateway makes of a device's packets",
                "gateway.drivers.ais140.command:register"),
+    "eta": ("arrival predictions from GTFS and bus positions", "gateway.transit.command:register"),
 }  # fmt: skip
 
 

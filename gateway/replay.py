@@ -76,6 +76,7 @@ from gateway.batch import AggregateBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.config import ConfigError
 from gateway.events import Alert, AlertState, jsonable
+from gateway.helptext import HelpFormatter
 from gateway.readings_csv import ParsedCsv, ReplayError, parse_readings
 from gateway.settings import load_settings
 from gateway.streams import StreamRegistry
@@ -368,7 +369,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run recorded readings through the detectors",
         description=__doc__,  # the whole contract: formats, outputs, bad rows
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--readings", metavar="FILE.csv", help="ts,stream,value[,quality]")

@@ -11,6 +11,7 @@ import time
 
 from firmware_sim.ais140 import encoder
 from firmware_sim.ais140.units import FAULT_KINDS, Fault, UnitsSettings, run_units, vehicles
+from gateway.helptext import HelpFormatter
 
 EXAMPLES = (
     """\
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "logs in and sends location and health packets in a vendor's shape (its own encoder, "
         "not the driver's), with faults on demand. Deterministic for a seed.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--devices", type=int, default=10, help="units (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="the gateway's AIS-140 listener")

@@ -158,7 +158,8 @@ def _date(text: str, where: str) -> dt.date:
         raise GtfsError(f"{where}: date {text!r} is not YYYYMMDD") from None
 
 
-def _load_shapes(zf: zipfile.ZipFile) -> dict[str, Shape]:
+def load_shapes(zf: zipfile.ZipFile) -> dict[str, Shape]:
+    """shapes.txt of an open feed, each shape's points in sequence order."""
     ids: list[str] = []
     seq: list[int] = []
     lat: list[float] = []
@@ -220,7 +221,7 @@ def load_gtfs(path: str | Path, *, stop_times: bool = True) -> GtfsFeed:
     except (OSError, zipfile.BadZipFile) as err:
         raise GtfsError(f"{path}: cannot open the GTFS zip: {err}") from None
     with zf:
-        shapes = _load_shapes(zf)
+        shapes = load_shapes(zf)
         times = _trip_times(zf) if stop_times else {}
         trips: dict[str, Trip] = {}
         cols = ("route_id", "service_id", "trip_id")

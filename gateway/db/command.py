@@ -15,6 +15,7 @@ import sys
 from gateway.db.migrate import MigrationError, ensure_database, migrate
 from gateway.db.settings import PostgresSettings, RetentionSettings
 from gateway.db.status import StatusError, read_status
+from gateway.helptext import HelpFormatter
 from gateway.settings import load_settings
 
 _RETENTION_FLAGS = (
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="manage the central database",
         description="Manage the central PostgreSQL / TimescaleDB database.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     mig = db_sub.add_parser(
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="apply the schema migrations",
         description="Apply the versioned schema migrations and report the mode chosen.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     mig.add_argument(
         "--dsn",
@@ -124,7 +125,7 @@ def register_status(db_sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "(chunks, size, compression), rollups (newest bucket, lag), TimescaleDB jobs "
         "(schedule, last run, failures in a row), retention horizons and table sizes.",
         epilog=STATUS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     st.add_argument(
         "--dsn",

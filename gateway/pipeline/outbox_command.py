@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.helptext import HelpFormatter
 from gateway.logs import get_logger
 from gateway.pipeline.outbox import (
     FORMAT_VERSION,
@@ -195,7 +196,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="inspect or recover the durable outbox",
         description="Inspect or recover the durable outbox files.",
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     cmds = parser.add_subparsers(dest="outbox_command", metavar="COMMAND", required=True)
     stats = cmds.add_parser(
@@ -203,7 +204,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="depth, age of the oldest entry, bytes, what was shed",
         description="Show depth, age of the oldest entry, bytes and what was shed.",
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     stats.add_argument(
         "paths", nargs="*", help="outbox files (default: those of -c FILE, or var/outbox/*.sqlite)"
@@ -216,7 +217,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="salvage the intact entries of a damaged outbox",
         description="Copy the intact entries of a damaged outbox into a fresh file.",
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     rec.add_argument("path", help="the damaged outbox file")
     rec.set_defaults(func=_recover_command)

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from gateway.drivers.ais140.packets import Heartbeat, Location, Login, Packet, PacketError
 from gateway.drivers.ais140.parser import Ais140Parser
 from gateway.drivers.ais140.profiles import PROFILES_PATH, load_profiles
+from gateway.helptext import HelpFormatter
 
 EXAMPLES = """\
 examples:
@@ -146,7 +147,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="show what the gateway makes of a field device's raw packets",
         description="Show what the gateway makes of a field device's raw packets.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     kinds = decode.add_subparsers(dest="decode_command", metavar="PROTOCOL", required=True)
     ais = kinds.add_parser(
@@ -154,7 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="AIS-140 tracking units' ASCII packets, one a line",
         description="Decode AIS-140 packets, one a line, into one JSON object a line.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ais.add_argument("file", nargs="?", default="-", help="packets, one a line (default: stdin)")
     ais.add_argument(

@@ -1,0 +1,1 @@
+"""Transit: static GTFS, trip matching and arrival predictions for the PIS."""
