@@ -117,12 +117,14 @@ def network_start(now_s: float) -> float:
 
 
 def tracker_faults(units: UnitsSettings, clock: Clock) -> list[Injected]:
-    """The emergency button pressed on a tracking unit: the panic alert should follow."""
+    """The emergency button pressed on a tracking unit: the panic alert should follow.
+    The units start after this, and stamp packets to the whole second, so the earliest
+    stamp a press can carry is this moment plus its delay, floored to the second."""
     started = time.time_ns()
     return [
         Injected(
             f"{f.kind} on AIS-140 unit", f"bus/{ais140_vehicle_of(f.unit)}", ("panic",),
-            started + round(f.at_s * NS_PER_S), clock,
+            (started + round(f.at_s * NS_PER_S)) // NS_PER_S * NS_PER_S, clock,
         )
         for f in units.faults
     ]  # fmt: skip
