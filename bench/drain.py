@@ -32,7 +32,8 @@ from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
 from gateway.parts import Emit
-from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.pipeline.outbox import Outbox
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry

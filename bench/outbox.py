@@ -32,8 +32,9 @@ import numpy as np
 
 from gateway.batch import NS_PER_S, ReadingBatch
 from gateway.bundle import Bundle
-from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.pipeline.outbox import Outbox
 from gateway.pipeline.outbox_codec import encode_parts
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.streams import StreamRegistry
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from gateway.config import ConfigError
 from gateway.parts import PipelineQueue, Sink, Source, Stage, Wiring
-from gateway.pipeline.outbox import OutboxError, open_outboxes
+from gateway.pipeline.outbox import open_outboxes
+from gateway.pipeline.outbox_file import OutboxError
 from gateway.pipeline.queue import BundleQueue
 from gateway.registry import SINKS, SOURCES, STAGES, StageType
 from gateway.runtime import Runtime, RuntimeSettings

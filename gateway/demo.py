@@ -57,7 +57,7 @@ from gateway.drivers.modbus.source import ModbusSource
 from gateway.drivers.mqtt.source import MqttSourceSettings
 from gateway.events import AlertState
 from gateway.mqtt.client import MqttSettings
-from gateway.pipeline.outbox import OutboxSettings
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.runtime import Runtime, stop_on_signals
 from gateway.settings import (
     GatewaySettings,

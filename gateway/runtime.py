@@ -38,7 +38,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Measurement
 from gateway.parts import PipelineQueue, QueueClosed, Sink, Source, Stage
 from gateway.pipeline.delivery import Delivery
-from gateway.pipeline.outbox import OutboxError
+from gateway.pipeline.outbox_file import OutboxError
 from gateway.pipeline.queue import BundleQueue
 from gateway.pipeline.stage_queue import Staged, StageQueue
 

@@ -28,7 +28,7 @@ from gateway.analytics.vehicle_settings import VehicleRulesSettings
 from gateway.analytics.water_settings import DmaSettings, WaterSettings
 from gateway.config import ConfigError, convert
 from gateway.logs import LogFormat, get_logger
-from gateway.pipeline.outbox import OutboxSettings
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.registry import ROLES
 
 log = get_logger("gateway.settings")

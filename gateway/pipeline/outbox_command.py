@@ -20,7 +20,7 @@ import msgspec
 
 from gateway.helptext import HelpFormatter
 from gateway.logs import get_logger
-from gateway.pipeline.outbox import (
+from gateway.pipeline.outbox_file import (
     FORMAT_VERSION,
     SCHEMA,
     OutboxCorrupt,

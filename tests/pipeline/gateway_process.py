@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.parts import Emit
-from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.pipeline.outbox import Outbox
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from gateway.streams import StreamRegistry

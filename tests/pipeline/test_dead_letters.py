@@ -17,8 +17,9 @@ from gateway.batch import ReadingBatch
 from gateway.bundle import Bundle
 from gateway.metrics import render
 from gateway.parts import Emit, SinkRejected
-from gateway.pipeline.outbox import Outbox, OutboxError
+from gateway.pipeline.outbox import Outbox
 from gateway.pipeline.outbox_command import read_stats
+from gateway.pipeline.outbox_file import OutboxError
 from gateway.pipeline.queue import BundleQueue
 from gateway.runtime import Runtime, RuntimeSettings
 from tests.fakes import numbered_registry

@@ -31,7 +31,8 @@ from gateway.bundle import Bundle
 from gateway.db.migrate import migrate
 from gateway.events import Alert, Severity
 from gateway.parts import Emit
-from gateway.pipeline.outbox import Outbox, OutboxSettings
+from gateway.pipeline.outbox import Outbox
+from gateway.pipeline.outbox_file import OutboxSettings
 from gateway.runtime import Runtime, RuntimeSettings
 from gateway.sinks.postgres import PostgresSink
 from tests.fakes import flow_registry

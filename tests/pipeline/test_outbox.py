@@ -14,8 +14,9 @@ from gateway.batch import AggregateBatch, FixBatch, ReadingBatch
 from gateway.bundle import Bundle
 from gateway.events import Alert, Event, Reject, Severity
 from gateway.parts import QueueClosed
-from gateway.pipeline.outbox import Outbox, OutboxCorrupt, OutboxSettings, open_outboxes
+from gateway.pipeline.outbox import Outbox, open_outboxes
 from gateway.pipeline.outbox_command import read_stats, recover, register
+from gateway.pipeline.outbox_file import OutboxCorrupt, OutboxSettings
 from tests.fakes import numbered_registry
 
 
