@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from gateway.bundle import Bundle
 from gateway.parts import SinkUnavailable
 from gateway.streams import StreamRegistry
+
+if TYPE_CHECKING:
+    from firmware_sim.water.server import WaterNetworkSim
 
 
 def numbered_registry(streams: int = 8, vehicles: int = 4) -> StreamRegistry:
@@ -52,3 +56,20 @@ class MemorySink:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def sim_devices_toml(sim: WaterNetworkSim, source: str, *, interval: float = 0.2) -> str:
+    """`[[sources.<source>.devices]]` tables polling every meter of a running water
+    simulator on the line named "sim"."""
+    return "".join(
+        f"""
+[[sources.{source}.devices]]
+name = "{m.name}"
+line = "sim"
+tcp_port = {m.tcp_port}
+unit_id = {m.unit_id}
+profile = "{m.profile}"
+interval = {interval}
+"""
+        for m in sim.devices
+    )

@@ -15,23 +15,13 @@ from gateway.config import ConfigError
 from gateway.db.migrate import migrate
 from gateway.pipeline.outbox_command import read_stats
 from gateway.settings import load_settings
+from tests.fakes import sim_devices_toml
 
 
 def config_for(
     sim: WaterNetworkSim, tmp_path: Path, dsn: str, *, drain: float = 10.0, durable: bool = True
 ) -> Path:
-    devices = "\n".join(
-        f"""
-[[sources.modbus.devices]]
-name = "{m.name}"
-line = "sim"
-tcp_port = {m.tcp_port}
-unit_id = {m.unit_id}
-profile = "{m.profile}"
-interval = 0.2
-"""
-        for m in sim.devices
-    )
+    devices = sim_devices_toml(sim, "modbus")
     path = tmp_path / "gateway.toml"
     path.write_text(
         f"""

@@ -30,6 +30,7 @@ from gateway.events import Alert
 from gateway.recording_replay import replay_recording
 from gateway.settings import load_settings
 from tests.conftest import MQTT_HOST, MQTT_PORT
+from tests.fakes import sim_devices_toml
 from tests.test_recording_bounds import read_recording
 
 START_MS = (int(time.time()) - 3600) * 1000  # an hour ago: every message is in the past
@@ -106,18 +107,7 @@ def live_config(sim: WaterNetworkSim, tmp_path: Path, prefix: str | None) -> Pat
     """Water over Modbus TCP, and buses over MQTT under `prefix` unless it is None."""
     sqlite = tmp_path / "live.sqlite"
     inputs = store_tables(sqlite) if prefix is None else mqtt_table("buses", prefix, sqlite)
-    devices = "".join(
-        f"""
-[[sources.water.devices]]
-name = "{m.name}"
-line = "sim"
-tcp_port = {m.tcp_port}
-unit_id = {m.unit_id}
-profile = "{m.profile}"
-interval = 0.2
-"""
-        for m in sim.devices
-    )
+    devices = sim_devices_toml(sim, "water")
     path = tmp_path / "live.toml"
     path.write_text(
         f"""
